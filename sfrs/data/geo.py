@@ -56,6 +56,11 @@ class Split:
                 )
             if not np.all(np.isfinite(utm)):
                 raise DataError(f"{self.dataset}: split '{self.split}' {name} has non-finite UTM")
+        if self.database_place_ids is not None and np.shape(self.database_place_ids) != (len(self.database_paths),):
+            raise DataError(
+                f"{self.dataset}: split '{self.split}' has {len(self.database_paths)} database images "
+                f"but place ids of shape {np.shape(self.database_place_ids)}"
+            )
 
     @property
     def num_database(self) -> int:
@@ -84,8 +89,9 @@ def positives_within(query_utm: np.ndarray, database_utm: np.ndarray, radius: fl
     Returns:
         A list of Q int64 arrays (possibly empty).
     """
-    tree = cKDTree(np.asarray(database_utm, dtype=np.float64))
+    database_utm = np.asarray(database_utm, dtype=np.float64)
     query_utm = np.asarray(query_utm, dtype=np.float64)
+    tree = cKDTree(database_utm)
     neighbours = tree.query_ball_point(query_utm, r=radius)
     result = []
     for q, idx in enumerate(neighbours):

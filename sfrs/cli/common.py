@@ -1,0 +1,76 @@
+"""Shared pieces of the thin click commands: error reporting, devices, seeds."""
+from __future__ import annotations
+
+import functools
+import random
+import sys
+from typing import Any, Callable
+
+import click
+import numpy as np
+import torch
+
+from sfrs.errors import SfrsError
+
+DEBUG_OPTION = click.option(
+    "--debug", is_flag=True, help="Show full tracebacks instead of one-line errors."
+)
+
+
+def one_line(exc: BaseException) -> str:
+    """The user-facing line of an error, also when it crossed a DataLoader worker."""
+    from sfrs.data.images import unwrap_worker_error
+
+    return unwrap_worker_error(exc)
+
+
+def report_errors(command_name: str) -> Callable:
+    """Turn :class:`SfrsError` into ``<command>: error: <one line>`` and exit code 2.
+
+    The wrapped function must accept a ``debug`` keyword (from :data:`DEBUG_OPTION`);
+    with ``--debug`` the original traceback is shown instead.
+    """
+
+    def decorate(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            debug = kwargs.get("debug", False)
+            try:
+                return fn(*args, **kwargs)
+            except SfrsError as exc:
+                if debug:
+                    raise
+                click.echo(f"{command_name}: error: {one_line(exc)}", err=True)
+                sys.exit(2)
+            except RuntimeError as exc:
+                # DataLoader workers re-raise our errors wrapped; keep them one line too.
+                if not debug and "sfrs.errors." in str(exc):
+                    click.echo(f"{command_name}: error: {one_line(exc)}", err=True)
+                    sys.exit(2)
+                raise
+            except KeyboardInterrupt:
+                click.echo(f"{command_name}: interrupted", err=True)
+                sys.exit(130)
+
+        return wrapper
+
+    return decorate
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise click.BadParameter(f"unknown device '{name}'", param_hint="--device") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise click.BadParameter("CUDA was requested but is not available", param_hint="--device")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)

@@ -1,0 +1,175 @@
+"""GeoNet = backbone + aggregation head (+ optional PCA-whitening), self-describing on disk.
+
+A saved model file holds the :class:`~sfrs.config.ModelConfig` that built it, its
+weights and its PCA-whitening, so ``sfrs-eval --checkpoint FILE`` needs no other flag.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple, Union
+
+import torch
+from torch import Tensor, nn
+
+from sfrs.config import ModelConfig, from_dict, to_dict
+from sfrs.errors import CheckpointError, ConfigError
+from sfrs.models.backbones import build_backbone
+from sfrs.models.heads import REGION_NAMES, build_head
+from sfrs.retrieval.pca import PCAWhitening
+from sfrs.utils.io import atomic_torch_save
+
+CHECKPOINT_FORMAT = "sfrs-model"
+CHECKPOINT_VERSION = 1
+
+
+
+class GeoNet(nn.Module):
+    """Global image descriptors for place recognition.
+
+    ``forward(images (B,3,H,W)) -> (B, D)`` L2-normalised (PCA-whitened when a PCA is
+    attached); ``region_descriptors(images) -> (B, 9, D_head)`` in the order of
+    :data:`REGION_NAMES` (SFRS, Ge et al., ECCV 2020), region 0 = the head's global
+    descriptor.
+    """
+
+    def __init__(self, config: ModelConfig, load_pretrained: bool = True) -> None:
+        super().__init__()
+        self.config = config
+        try:
+            self.backbone = build_backbone(
+                config.backbone,
+                pretrained=config.pretrained if load_pretrained else "none",
+                trainable=config.trainable,
+            )
+            self.head = build_head(config.head, dim=self.backbone.out_channels, **config.head_options)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"model: {exc}") from None
+        self.pca: Optional[PCAWhitening] = None
+
+    # -- descriptors -----------------------------------------------------------------
+    def features(self, images: Tensor) -> Tensor:
+        """Backbone feature map (B, C, h, w)."""
+        return self.backbone(images)
+
+    def forward(self, images: Tensor) -> Tensor:
+        descriptors = self.head(self.backbone(images))
+        if self.pca is not None:
+            descriptors = self.pca(descriptors)
+        return descriptors
+
+    def region_descriptors(self, images: Tensor) -> Tensor:
+        """(B, 9, D_head): [global, top, bottom, left, right, TL, TR, BL, BR]."""
+        return self.head.regions(self.backbone(images))
+
+    @property
+    def head_dim(self) -> int:
+        return int(self.head.out_dim)
+
+    @property
+    def out_dim(self) -> int:
+        return int(self.pca.projection.shape[1]) if self.pca is not None else self.head_dim
+
+    # -- preprocessing travels with the model ---------------------------------------
+    @property
+    def input_size(self) -> Tuple[int, int]:
+        return tuple(self.config.input_size)  # type: ignore[return-value]
+
+    @property
+    def mean(self) -> Tuple[float, float, float]:
+        return tuple(self.config.mean or self.backbone.default_mean)  # type: ignore[return-value]
+
+    @property
+    def std(self) -> Tuple[float, float, float]:
+        return tuple(self.config.std or self.backbone.default_std)  # type: ignore[return-value]
+
+    def transform(self, resize: str = "squash"):
+        """The evaluation transform this model expects (PIL image -> normalised tensor)."""
+        from sfrs.data.images import build_transform
+
+        return build_transform(self.input_size, self.mean, self.std, resize=resize)
+
+    def set_pca(self, pca: Optional[PCAWhitening]) -> None:
+        self.pca = pca
+
+    # -- persistence ------------------------------------------------------------------
+    def checkpoint_payload(self) -> Dict[str, Any]:
+        state = {k: v for k, v in self.state_dict().items() if not k.startswith("pca.")}
+        payload: Dict[str, Any] = {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "model_config": to_dict(self.config),
+            "state_dict": state,
+            "pca": None,
+        }
+        if self.pca is not None:
+            payload["pca"] = {k: v.detach().cpu() for k, v in self.pca.state_dict().items()}
+        return payload
+
+    def save(self, path: Union[str, Path], extra: Optional[Dict[str, Any]] = None) -> None:
+        """Write the model (config, weights, PCA) atomically; ``extra`` adds metadata."""
+        payload = self.checkpoint_payload()
+        if extra:
+            payload.update(extra)
+        atomic_torch_save(payload, path)
+
+
+def build_network(config: ModelConfig, load_pretrained: bool = True) -> GeoNet:
+    """A new :class:`GeoNet` (random head; see ``sfrs.training.initialise`` for k-means)."""
+    return GeoNet(config, load_pretrained=load_pretrained)
+
+
+def read_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
+    """The raw checkpoint dict, with one-line errors for unreadable or foreign files."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises many types for corrupt files
+        raise CheckpointError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"{path}: not an sfrs checkpoint (no model description inside)")
+    if "model" in payload and isinstance(payload["model"], dict) and "model_config" in payload["model"]:
+        return payload["model"]  # a training checkpoint nests the model payload
+    if payload.get("format") != CHECKPOINT_FORMAT or "model_config" not in payload:
+        raise CheckpointError(f"{path}: not an sfrs checkpoint (no model description inside)")
+    return payload
+
+
+def network_from_payload(payload: Dict[str, Any], source: str = "<checkpoint>") -> GeoNet:
+    try:
+        config = from_dict(ModelConfig, payload["model_config"], "model")
+    except ConfigError as exc:
+        raise CheckpointError(f"{source}: invalid model description ({exc})") from None
+    model = GeoNet(config, load_pretrained=False)
+    missing, unexpected = _compare_keys(model.state_dict(), payload["state_dict"])
+    if missing or unexpected:
+        detail = []
+        if missing:
+            detail.append(f"missing {', '.join(missing[:3])}")
+        if unexpected:
+            detail.append(f"unexpected {', '.join(unexpected[:3])}")
+        raise CheckpointError(f"{source}: weights do not fit {config.backbone}+{config.head} ({'; '.join(detail)})")
+    try:
+        model.load_state_dict(payload["state_dict"], strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
+        raise CheckpointError(f"{source}: weights do not fit the described model ({first})") from None
+    if payload.get("pca"):
+        pca_state = payload["pca"]
+        pca = PCAWhitening(pca_state["mean"].clone(), pca_state["projection"].clone())
+        model.set_pca(pca)
+    return model
+
+
+def load_network(path: Union[str, Path], device: Union[str, torch.device] = "cpu") -> GeoNet:
+    """Load a model saved by :meth:`GeoNet.save` or a training checkpoint."""
+    model = network_from_payload(read_checkpoint(path), str(path))
+    return model.to(device)
+
+
+def _compare_keys(expected: Dict[str, Tensor], given: Dict[str, Tensor]):
+    expected_keys = {k for k in expected if not k.startswith("pca.")}
+    given_keys = set(given)
+    return sorted(expected_keys - given_keys), sorted(given_keys - expected_keys)
+
