@@ -184,7 +184,7 @@ def test_queries__fraction_without_25m_positive_is_between_2_and_12_percent(tiny
             assert np.mean([len(p) > 0 for p in positives_within(q, db, 10.0)]) > 0.85
 
 
-def test_database_neighbours__10m_apart_overlap_less_than_3m_apart(tiny_city):
+def test_database_neighbours__9m_apart_share_less_of_the_view_than_3m_apart(tiny_city):
     paths = list_split(tiny_city, "train", "database")
     utm = utm_of(paths)
     heading = np.array([int(parse_name(p.name)["heading"]) for p in paths])

@@ -66,7 +66,8 @@ def _render_split(root: Path, size: CitySize, seed: int, split: str, split_layou
     night = 0
     for street in split_layout.streets:
         for side in (0, 1):
-            plan = facades.plan_side(seeding.rng_for(seed, seeding.FACADE, split_index, street.index, side), street.facade_length_m)
+            facade_rng = seeding.rng_for(seed, seeding.FACADE, split_index, street.index, side)
+            plan = facades.plan_side(facade_rng, street.facade_length_m)
             kinds = [k for k in (layout.DATABASE, layout.QUERIES) if shots[(street.index, side, k)]]
             # Epoch = kind: queries see the street at another time, some buildings changed since.
             strips = facades.render_strips(plan, epochs=kinds)

@@ -156,6 +156,7 @@ class Building:
 
     @property
     def height_m(self) -> float:
+        """Height of the wall (without roof, parapet or rooftop structures)."""
         return self.ground_m + (self.floors - 1) * STYLES[self.style].floor_m
 
     def at_epoch(self, epoch: int) -> "Building":
@@ -258,7 +259,8 @@ def _plan_building(rng: np.random.Generator, style_index: int, x0: float, x1: fl
         options = ["repaint"] + (["sign", "sign"] if sign is not None else []) + (["awning"] if style.ground == "shop" else [])
         change = options[rng.integers(len(options))]
         if change == "repaint":
-            building = replace(building, change=change, alt_wall=_jitter(rng, style.walls[rng.integers(len(style.walls))], 25.0))
+            repaint = _jitter(rng, style.walls[rng.integers(len(style.walls))], 25.0)
+            building = replace(building, change=change, alt_wall=repaint)
         elif change == "sign":
             building = replace(building, change=change, alt_sign=_sign(rng, board=sign.board is not None))
         else:
@@ -349,7 +351,8 @@ def _background(width_px: int) -> Tuple[np.ndarray, np.ndarray]:
     rows_y = TOP_M - (np.arange(STRIP_HEIGHT_PX) + 0.5) / PPM
     t = np.clip(rows_y / TOP_M, 0.0, 1.0)[:, None]
     column = (1 - t) * np.array(SKY_HORIZON) + t * np.array(SKY_TOP)
-    for top, bottom, colour in ((0.0, SIDEWALK_BOTTOM_M, SIDEWALK), (SIDEWALK_BOTTOM_M, KERB_BOTTOM_M, KERB), (KERB_BOTTOM_M, BOTTOM_M - 1, ROAD)):
+    bands = ((0.0, SIDEWALK_BOTTOM_M, SIDEWALK), (SIDEWALK_BOTTOM_M, KERB_BOTTOM_M, KERB), (KERB_BOTTOM_M, BOTTOM_M - 1, ROAD))
+    for top, bottom, colour in bands:
         column[(rows_y < top) & (rows_y >= bottom)] = colour
     rgb = np.repeat(np.round(column).astype(np.uint8)[:, None, :], width_px, axis=1)
     label = np.where(rows_y < 0, LABEL_OTHER, LABEL_SKY).astype(np.uint8)
@@ -446,7 +449,10 @@ class _WindowIds:
         return FIRST_WINDOW_LABEL + (self.count % (256 - FIRST_WINDOW_LABEL))
 
 
-def _window(canvas: _Canvas, style: Style, b: Building, cx: float, sill: float, rng: np.random.Generator, ids: _WindowIds) -> None:
+def _window(
+    canvas: _Canvas, style: Style, b: Building, cx: float, sill: float, rng: np.random.Generator, ids: _WindowIds
+) -> None:
+    """One window centred at ``cx`` with its sill at ``sill`` metres (frame, pane, sill, shutters)."""
     w, h = style.window
     f = 0.09
     glass = _jitter(rng, style.glass, 6.0)
@@ -511,7 +517,8 @@ def _draw_building(canvas: _Canvas, b: Building, ids: _WindowIds) -> None:
             stripe = 0.5
             for k, sx in enumerate(np.arange(b.x0 + 0.1, b.x1 - 0.1, stripe)):
                 colour = b.awning[k % 2]
-                canvas.polygon([(sx, top), (min(sx + stripe, b.x1 - 0.1), top), (min(sx + stripe, b.x1 - 0.1) + 0.05, top - 0.55), (sx + 0.05, top - 0.55)], colour)
+                ex = min(sx + stripe, b.x1 - 0.1)
+                canvas.polygon([(sx, top), (ex, top), (ex + 0.05, top - 0.55), (sx + 0.05, top - 0.55)], colour)
     elif style.ground == "office":
         canvas.rect(b.x0 + 0.2, 0.2, b.x1 - 0.2, b.ground_m - 0.6, style.frame)
         canvas.rect(b.x0 + 0.3, 0.3, b.x1 - 0.3, b.ground_m - 0.7, _jitter(rng, style.glass, 8.0), ids.next())
@@ -575,7 +582,8 @@ def _render_epoch(plan: SidePlan, epoch: int, background_rgb: np.ndarray, backgr
         if style.roof == "gable":
             peak = min(0.35 * (b.x1 - b.x0), 3.5)
             roof = (110, 60, 50) if b.style % 2 else (70, 72, 80)
-            canvas.polygon([(b.x0 - 0.3, b.height_m), (b.x1 + 0.3, b.height_m), ((b.x0 + b.x1) / 2, b.height_m + peak)], roof, LABEL_OTHER)
+            gable = [(b.x0 - 0.3, b.height_m), (b.x1 + 0.3, b.height_m), ((b.x0 + b.x1) / 2, b.height_m + peak)]
+            canvas.polygon(gable, roof, LABEL_OTHER)
 
     arr = np.array(rgb_img)
     for b, texture in zip(buildings, textures):

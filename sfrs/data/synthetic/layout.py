@@ -69,6 +69,7 @@ class Street:
 
     @property
     def left_normal(self) -> Tuple[float, float]:
+        """Unit vector (east, north) pointing to the street's left side."""
         dx, dy = self.direction
         return (-dy, dx)
 
@@ -134,6 +135,7 @@ class SplitLayout:
 
     @property
     def uncovered_queries(self) -> int:
+        """Number of queries placed on purpose more than 25 m from any database camera."""
         return sum(not q.covered for q in self.queries)
 
     def utm(self, shots: Sequence[Shot]) -> np.ndarray:
@@ -188,7 +190,8 @@ def split_layout(size: CitySize, split: str, seed: int) -> SplitLayout:
         plans.append((k, xs, covered, gap))
 
     centre = np.array(DISTRICT_CENTRES[split])
-    mean_offset = offsets_y.mean() * normal + np.mean([sx + xs[-1] / 2 for sx, (_, xs, _, _) in zip(starts_x, plans)]) * direction
+    mid_x = np.mean([sx + xs[-1] / 2 for sx, (_, xs, _, _) in zip(starts_x, plans)])
+    mean_offset = offsets_y.mean() * normal + mid_x * direction  # centres the district on its centre
     streets = []
     for (k, xs, covered, gap), oy, sx in zip(plans, offsets_y, starts_x):
         origin = centre + oy * normal + sx * direction - mean_offset

@@ -131,12 +131,13 @@ class _Scene:
         coeffs = camera.strip_coefficients()
         # Nearest sampling of the supersampled view, then a 2x2 box filter, is a 4-sample
         # anti-aliasing 5x cheaper than PIL's bilinear perspective warp.
-        self.rgb = strip.rgb.transform(size, Image.Transform.PERSPECTIVE, coeffs, Image.Resampling.NEAREST, fillcolor=facades.SKY_TOP)
+        warp = dict(size=size, method=Image.Transform.PERSPECTIVE, data=coeffs, resample=Image.Resampling.NEAREST)
+        self.rgb = strip.rgb.transform(**warp, fillcolor=facades.SKY_TOP)
         self.draw = ImageDraw.Draw(self.rgb)
         self.label = None
         self.draw_label = None
         if with_label:
-            self.label = strip.label.transform(size, Image.Transform.PERSPECTIVE, coeffs, Image.Resampling.NEAREST, fillcolor=facades.LABEL_SKY)
+            self.label = strip.label.transform(**warp, fillcolor=facades.LABEL_SKY)
             self.draw_label = ImageDraw.Draw(self.label)
         self.lamps: List[Tuple[float, float, float]] = []  # (u, v, radius px) of lamp heads in view
 
@@ -151,6 +152,10 @@ class _Scene:
         pts = [tuple(p) for p in uv.tolist()]
         self.draw.polygon(pts, fill=fill)
         self._label("polygon", pts)
+
+    def trapezoid(self, z: float, y0: float, y1: float, bottom: Tuple[float, float], top: Tuple[float, float], fill: RGB) -> None:
+        """A flat vertical trapezoid at depth ``z``: x-range ``bottom`` at height y0, ``top`` at y1."""
+        self.polygon([(bottom[0], y0, z), (bottom[1], y0, z), (top[1], y1, z), (top[0], y1, z)], fill)
 
     def disc(self, centre: Tuple[float, float, float], rx: float, ry: float, fill: RGB) -> Tuple[float, float, float]:
         """A vertical ellipse of radii (rx, ry) metres; returns its (u, v, radius px)."""
@@ -181,12 +186,12 @@ def _draw_props(scene: _Scene, props: Sequence[Prop], season: str) -> None:
     for p in sorted(near, key=lambda p: p.depth_m):
         z = -p.depth_m
         if p.kind == "lamp":
-            scene.polygon([(p.x - 0.08, 0, z), (p.x + 0.08, 0, z), (p.x + 0.06, p.height_m, z), (p.x - 0.06, p.height_m, z)], p.colour)
+            scene.trapezoid(z, 0.0, p.height_m, (p.x - 0.08, p.x + 0.08), (p.x - 0.06, p.x + 0.06), p.colour)
             scene.line((p.x, p.height_m, z), (p.x, p.height_m + 0.1, z - 1.2), 0.08, p.colour)
             scene.lamps.append(scene.disc((p.x, p.height_m - 0.05, z - 1.2), p.size_m, p.size_m * 0.5, (225, 225, 210)))
         elif p.kind == "tree":
             trunk = (92, 70, 50)
-            scene.polygon([(p.x - 0.16, 0, z), (p.x + 0.16, 0, z), (p.x + 0.1, p.height_m, z), (p.x - 0.1, p.height_m, z)], trunk)
+            scene.trapezoid(z, 0.0, p.height_m, (p.x - 0.16, p.x + 0.16), (p.x - 0.1, p.x + 0.1), trunk)
             top = p.height_m + p.size_m * 0.8
             if season == "winter":
                 for dx, dy in ((-0.9, 1.2), (0.8, 1.4), (-0.4, 1.9), (0.5, 0.8), (0.0, 2.1)):
@@ -197,9 +202,11 @@ def _draw_props(scene: _Scene, props: Sequence[Prop], season: str) -> None:
                 colour = (min(255, colour[1] + 80), max(0, colour[1] - 10), 30)
             scene.disc((p.x, top, z), p.size_m, p.size_m * 0.9, colour)
             for dx, dy, k in ((-0.35, 0.25, 0.8), (0.3, -0.2, 1.15), (0.25, 0.35, 0.9)):
-                scene.disc((p.x + dx * p.size_m, top + dy * p.size_m, z), 0.45 * p.size_m, 0.4 * p.size_m, facades.shade(colour, k))
+                centre = (p.x + dx * p.size_m, top + dy * p.size_m, z)
+                scene.disc(centre, 0.45 * p.size_m, 0.4 * p.size_m, facades.shade(colour, k))
         else:
-            scene.polygon([(p.x - p.size_m / 2, 0, z), (p.x + p.size_m / 2, 0, z), (p.x + p.size_m / 2, p.height_m, z), (p.x - p.size_m / 2, p.height_m, z)], p.colour)
+            span = (p.x - p.size_m / 2, p.x + p.size_m / 2)
+            scene.trapezoid(z, 0.0, p.height_m, span, span, p.colour)
 
 
 def _draw_car(scene: _Scene, rng: np.random.Generator) -> None:
@@ -210,15 +217,16 @@ def _draw_car(scene: _Scene, rng: np.random.Generator) -> None:
     half = float(rng.uniform(1.9, 2.4))
     colour = CAR_COLOURS[rng.integers(len(CAR_COLOURS))]
     glass = (40, 48, 58)
-    scene.polygon([(xc - half, 0.28, z), (xc + half, 0.28, z), (xc + half, 1.0, z), (xc - half, 1.0, z)], colour)
-    scene.polygon([(xc - half + 0.9, 1.0, z), (xc + half - 1.1, 1.0, z), (xc + half - 1.6, 1.48, z), (xc - half + 1.3, 1.48, z)], colour)
-    scene.polygon([(xc - half + 1.05, 1.04, z), (xc + half - 1.25, 1.04, z), (xc + half - 1.65, 1.42, z), (xc - half + 1.38, 1.42, z)], glass)
+    scene.trapezoid(z, 0.28, 1.0, (xc - half, xc + half), (xc - half, xc + half), colour)
+    scene.trapezoid(z, 1.0, 1.48, (xc - half + 0.9, xc + half - 1.1), (xc - half + 1.3, xc + half - 1.6), colour)
+    scene.trapezoid(z, 1.04, 1.42, (xc - half + 1.05, xc + half - 1.25), (xc - half + 1.38, xc + half - 1.65), glass)
     scene.line((xc, 1.0, z), (xc, 1.45, z), 0.06, colour)
     for wx in (xc - half + 0.75, xc + half - 0.75):
         scene.disc((wx, 0.32, z), 0.32, 0.32, (20, 20, 22))
         scene.disc((wx, 0.32, z), 0.15, 0.15, (150, 150, 150))
-    scene.polygon([(xc - half, 0.65, z), (xc - half + 0.18, 0.65, z), (xc - half + 0.18, 0.85, z), (xc - half, 0.85, z)], (180, 30, 30))
-    scene.polygon([(xc + half - 0.18, 0.65, z), (xc + half, 0.65, z), (xc + half, 0.85, z), (xc + half - 0.18, 0.85, z)], (240, 240, 210))
+    rear, front = (xc - half, xc - half + 0.18), (xc + half - 0.18, xc + half)
+    scene.trapezoid(z, 0.65, 0.85, rear, rear, (180, 30, 30))
+    scene.trapezoid(z, 0.65, 0.85, front, front, (240, 240, 210))
 
 
 def _draw_pedestrian(scene: _Scene, rng: np.random.Generator) -> None:
@@ -229,7 +237,7 @@ def _draw_pedestrian(scene: _Scene, rng: np.random.Generator) -> None:
     legs = CLOTHES[rng.integers(len(CLOTHES))]
     top = CLOTHES[rng.integers(len(CLOTHES))]
     skin = ((225, 190, 160), (170, 120, 90), (110, 75, 55))[rng.integers(3)]
-    scene.polygon([(x - 0.17, 0, z), (x + 0.17, 0, z), (x + 0.2, 0.47 * h, z), (x - 0.2, 0.47 * h, z)], legs)
+    scene.trapezoid(z, 0.0, 0.47 * h, (x - 0.17, x + 0.17), (x - 0.2, x + 0.2), legs)
     scene.disc((x, 0.66 * h, z), 0.25, 0.2 * h, top)
     scene.disc((x, 0.91 * h, z), 0.11, 0.07 * h, skin)
 
@@ -289,6 +297,7 @@ def _sky(rng: np.random.Generator, rows: int, night: bool) -> np.ndarray:
 
 
 def _day_light(arr: np.ndarray, label: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Daylight of another day: cast shadow, colour temperature, exposure, gamma, haze."""
     h, w = label.shape
     if rng.random() < 0.4:
         # Cast shadow of the buildings behind the camera: a sloping line, shade below it.
@@ -306,7 +315,9 @@ def _day_light(arr: np.ndarray, label: np.ndarray, rng: np.random.Generator) -> 
     return arr
 
 
-def _night_light(arr: np.ndarray, label: np.ndarray, lamps: Sequence[Tuple[float, float, float]], rng: np.random.Generator) -> np.ndarray:
+def _night_light(
+    arr: np.ndarray, label: np.ndarray, lamps: Sequence[Tuple[float, float, float]], rng: np.random.Generator
+) -> np.ndarray:
     """Dark scene lit by street lamps (pools of light) and a random subset of windows."""
     h, w = label.shape
     vv, uu = np.ogrid[0:h, 0:w]
@@ -324,13 +335,16 @@ def _night_light(arr: np.ndarray, label: np.ndarray, lamps: Sequence[Tuple[float
     arr = arr + halo[:, :, None] * np.array([0.9, 0.7, 0.4], dtype=np.float32)
     lit = rng.random(256) < rng.uniform(0.25, 0.6)
     lit[: facades.FIRST_WINDOW_LABEL] = False
-    tints = np.clip(np.array([1.0, 0.82, 0.5]) * rng.uniform(0.55, 1.0, (256, 1)) + rng.normal(0, 0.05, (256, 3)), 0, 1).astype(np.float32)
+    warm = np.array([1.0, 0.82, 0.5]) * rng.uniform(0.55, 1.0, (256, 1)) + rng.normal(0, 0.05, (256, 3))
+    tints = np.clip(warm, 0, 1).astype(np.float32)
     mask = lit[label]
     arr[mask] = tints[label[mask]]
     return np.clip(arr, 0, 1)
 
 
-def render_query(strip: Strip, props: Sequence[Prop], pose: Pose, rng: np.random.Generator) -> Tuple[Image.Image, QueryConditions]:
+def render_query(
+    strip: Strip, props: Sequence[Prop], pose: Pose, rng: np.random.Generator
+) -> Tuple[Image.Image, QueryConditions]:
     """A query image taken at another time: light, sky, season, occluders, blur, noise, JPEG."""
     night = bool(rng.random() < NIGHT_PROBABILITY)
     season = SEASONS[int(rng.choice(len(SEASONS), p=QUERY_SEASON_P))]

@@ -132,6 +132,7 @@ def temporary_sibling(output: Path) -> Path:
 
 
 def is_empty_dir(path: Path) -> bool:
+    """True for an existing directory without entries."""
     return path.is_dir() and not any(path.iterdir())
 
 

@@ -1,0 +1,92 @@
+from pathlib import Path
+
+import pytest
+
+from sfrs.config import Config, build_config, dump_yaml, load_yaml, to_dict, validate_config, with_schedule
+from sfrs.errors import ConfigError
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def test_synthetic_yaml__spells_out_the_defaults():
+    assert load_yaml(CONFIGS / "synthetic.yaml") == to_dict(Config())
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml")))
+def test_shipped_configs__build_and_validate(name):
+    config = build_config(Config, CONFIGS / name)
+    validate_config(config)
+
+
+def test_paper_config__has_the_reference_values():
+    config = build_config(Config, CONFIGS / "pitts30k_vgg16_netvlad.yaml")
+    assert config.model.backbone == "vgg16" and config.model.head_options == {"clusters": 64}
+    assert config.model.input_size == (480, 640) and config.model.pretrained == "imagenet"
+    assert (config.optim.lr, config.optim.momentum, config.optim.weight_decay) == (0.001, 0.9, 0.001)
+    assert config.optim.tuples_per_step == 4
+    assert (config.mining.negatives, config.mining.difficult_positives) == (10, 10)
+    assert [g.epochs for g in config.train.generations] == [1, 5, 5, 5]
+    assert [g.teacher_temperature for g in config.train.generations] == [0.07, 0.07, 0.06, 0.05]
+    assert [g.soft_weight for g in config.train.generations] == [0.0, 0.5, 0.5, 0.5]
+
+
+def test_unknown_key__is_named():
+    with pytest.raises(ConfigError, match="unknown config key 'optim.learning_rate'"):
+        build_config(Config, overrides=["optim.learning_rate=0.1"])
+
+
+def test_wrong_type__is_named():
+    with pytest.raises(ConfigError, match="'optim.lr' must be a number"):
+        build_config(Config, overrides=["optim.lr=fast"])
+    with pytest.raises(ConfigError, match="'model.input_size' must have 2 items"):
+        build_config(Config, overrides=["model.input_size=[1,2,3]"])
+
+
+def test_overrides__reach_nested_keys_and_list_items(tmp_path):
+    yaml_path = tmp_path / "c.yaml"
+    yaml_path.write_text("optim: {lr: 0.5}\nmodel: {head: gem, head_options: {p: 2.0}}\n")
+    config = build_config(
+        Config, yaml_path,
+        overrides=["optim.momentum=0.5", "train.generations.1.epochs=7", "train.generations.*.soft_weight=0"],
+    )
+    assert config.optim.lr == 0.5 and config.optim.momentum == 0.5
+    # head_options is replaced as a whole by the YAML: no stray NetVLAD cluster count
+    assert config.model.head_options == {"p": 2.0}
+    assert config.train.generations[1].epochs == 7
+    assert all(g.soft_weight == 0 for g in config.train.generations)
+
+
+def test_bad_list_index__is_clear():
+    with pytest.raises(ConfigError, match="index must be"):
+        build_config(Config, overrides=["train.generations.9.epochs=1"])
+
+
+def test_with_schedule__cuts_or_repeats_the_last_generation():
+    config = Config()
+    assert len(with_schedule(config, generations=2).train.generations) == 2
+    longer = with_schedule(config, generations=6, epochs=3).train.generations
+    assert len(longer) == 6 and all(g.epochs == 3 for g in longer)
+    last = config.train.generations[-1]
+    assert longer[5].teacher_temperature == last.teacher_temperature
+    assert longer[5].soft_weight == last.soft_weight
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("loss.hard=contrastive", "loss.hard 'contrastive' is unknown"),
+        ("train.generations.0.soft_weight=0.5", "generation 0 has no teacher"),
+        ("train.generations.1.student_init=warm", "student_init must be"),
+        ("mining.positive_candidates=2", "positive_candidates must be"),
+    ],
+)
+def test_validate__rejects_inconsistent_values(override, message):
+    with pytest.raises(ConfigError, match=message):
+        validate_config(build_config(Config, overrides=[override]))
+
+
+def test_dump_yaml__round_trips(tmp_path):
+    config = build_config(Config, overrides=["optim.lr=0.25"])
+    path = tmp_path / "out.yaml"
+    path.write_text(dump_yaml(config))
+    assert build_config(Config, path) == config
