@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import resource
 import statistics
 import subprocess
@@ -42,9 +41,9 @@ if str(REPO) not in sys.path:
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from benchmarks.common import cpu_name, write_block  # noqa: E402
 from sfrs.models.heads import NetVLAD  # noqa: E402
 
-START, END = "<!-- netvlad_memory:start -->", "<!-- netvlad_memory:end -->"
 VARIANTS = {
     "ours": "ours: `A^T X - c_k * sum_i a_ik` (one matmul)",
     "materialised": "materialised residual (B, K, D, h*w) (reference)",
@@ -136,16 +135,6 @@ def run_variant(variant: str, args: argparse.Namespace, result: str) -> Dict:
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def render(args: argparse.Namespace, results: Dict[str, Dict], diffs: Dict[str, float],
            load: str) -> str:
     ref = results["materialised"]
@@ -154,7 +143,7 @@ def render(args: argparse.Namespace, results: Dict[str, Dict], diffs: Dict[str, 
         machine = f"{torch.cuda.get_device_name(torch.device(args.device))}, "
         memory = "`torch.cuda.max_memory_allocated` minus the allocated baseline"
     else:
-        machine = (f"{os.cpu_count()} CPUs ({_cpu_name()}), {torch.get_num_threads()} torch threads, "
+        machine = (f"{os.cpu_count()} CPUs ({cpu_name()}), {torch.get_num_threads()} torch threads, "
                    f"load average before the run {load} (other jobs share the CPUs: times are "
                    f"noisy, memory is not), ")
         memory = ("peak RSS increase (`resource.getrusage(...).ru_maxrss`) over the process "
@@ -162,7 +151,6 @@ def render(args: argparse.Namespace, results: Dict[str, Dict], diffs: Dict[str, 
     argv = " ".join(sys.argv[1:])
     vgg = " (VGG16 conv5_3 of a 480x640 image)" if (args.dim, args.height, args.width) == (512, 30, 40) else ""
     lines = [
-        START,
         "## NetVLAD aggregation: memory and time",
         "",
         f"Command: `python benchmarks/netvlad_memory.py{' ' + argv if argv else ''}`  ",
@@ -197,21 +185,8 @@ def render(args: argparse.Namespace, results: Dict[str, Dict], diffs: Dict[str, 
         f"{diffs['out']:.2e} (descriptors), {diffs['grad_x']:.2e} (feature gradients), "
         f"{diffs['grad_centroids']:.2e} (centroid gradients), "
         f"{diffs['grad_assign']:.2e} (assignment-weight gradients).",
-        END,
     ]
     return "\n".join(lines)
-
-
-def write_block(path: Path, block: str) -> None:
-    """Replace the marked block in ``path`` (create the file / append the block if absent)."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: block, text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
 
 
 def main() -> None:
@@ -250,7 +225,7 @@ def main() -> None:
     block = render(args, results, diffs, load)
     print(block)
     if not args.no_write:
-        write_block(args.docs, block)
+        write_block("netvlad_memory", block, args.docs)
         print(f"wrote {args.docs}")
 
 
