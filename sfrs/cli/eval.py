@@ -1,10 +1,11 @@
-"""``sfrs-eval``: full-database Recall@N of a checkpoint (or a fresh model) on one split."""
+"""``sfrs-eval``: full-database Recall@N of a checkpoint (or a fresh model) on one split,
+or, with ``--queries DIR --database DIR`` and no coordinates, the top-k predictions."""
 from __future__ import annotations
 
-import json
+import os
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import click
 
@@ -12,6 +13,9 @@ from sfrs.cli.common import DEBUG_OPTION, report_errors, resolve_device, seed_ev
 from sfrs.config import Config, build_config
 from sfrs.errors import ConfigError, DataError
 from sfrs.utils.io import atomic_write_json
+
+#: queries shown in predictions.png when --visualize is not given.
+UNLABELLED_GRID_ROWS = 20
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -34,6 +38,15 @@ from sfrs.utils.io import atomic_write_json
 @click.option("--num-workers", type=int, help="DataLoader workers.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+@click.option("--visualize", type=int, default=0, show_default=True,
+              help="Write N example queries with their top-5 (and N failures at R@1) as PNG grids.")
+@click.option("--queries", "queries_dir", type=click.Path(file_okay=False),
+              help="Unlabelled mode: folder of query images (no coordinates needed); with --database.")
+@click.option("--database", "database_dir", type=click.Path(file_okay=False),
+              help="Unlabelled mode: folder of database images; with --queries.")
+@click.option("--top-k", type=int, default=5, show_default=True, help="Unlabelled mode: predictions per query.")
+@click.option("--output", type=click.Path(file_okay=False),
+              help="Unlabelled mode: folder for predictions.csv / predictions.png (default ./sfrs_predictions).")
 @DEBUG_OPTION
 @report_errors("sfrs-eval")
 def main(
@@ -41,15 +54,28 @@ def main(
     threshold: Optional[float], recall_at: str, index_spec: Optional[str], pca_dim: Optional[int],
     pca_output: Optional[str], json_path: Optional[str], save_descriptors: Optional[str],
     config_path: Optional[str], overrides: Sequence[str], pretrained: Optional[str], seed: int,
-    batch_size: Optional[int], num_workers: Optional[int], device: str, no_progress: bool, debug: bool,
+    batch_size: Optional[int], num_workers: Optional[int], device: str, no_progress: bool,
+    visualize: int, queries_dir: Optional[str], database_dir: Optional[str], top_k: int,
+    output: Optional[str], debug: bool,
 ) -> None:
     """Evaluate Recall@N on a split: extract descriptors, search the database with faiss
-    (top-k only), report Recall@N within the positive radius."""
-    from sfrs.data.formats import open_dataset
-    from sfrs.models.network import build_network, load_network
-    from sfrs.retrieval.evaluate import evaluate_split, format_report
-    from sfrs.training.initialise import initialise_network
+    (top-k only), report Recall@N within the positive radius.
 
+    With --queries DIR --database DIR (images without coordinates) it predicts instead:
+    the top-k database images of every query, written to OUTPUT/predictions.csv
+    (query, rank, database_image, distance = squared L2; paths relative to the folders)
+    and OUTPUT/predictions.png."""
+    from sfrs.data.formats import open_dataset
+    from sfrs.retrieval.evaluate import evaluate, format_report
+
+    if visualize < 0:
+        raise click.BadParameter("must be 0 or positive", param_hint="--visualize")
+    unlabelled = queries_dir is not None or database_dir is not None
+    if unlabelled:
+        _check_unlabelled_options(queries_dir, database_dir, top_k, {
+            "--dataset": dataset, "--images-root": images_root, "--threshold": threshold, "--pca": pca_dim,
+            "--pca-output": pca_output, "--json": json_path, "--save-descriptors": save_descriptors,
+        })
     ns = _parse_recall_at(recall_at)
     config: Config = build_config(
         Config,
@@ -66,35 +92,25 @@ def main(
     progress = not no_progress
     data = config.data
     started = time.perf_counter()
+    if unlabelled:
+        _predict_unlabelled(config, checkpoint, queries_dir, database_dir, top_k, output, visualize, torch_device, progress)
+        return
     eval_split = open_dataset(data.dataset, split, data.images_root)
     click.echo(eval_split.summary())
 
-    if checkpoint:
-        model = load_network(checkpoint, torch_device)
-        click.echo(f"model: {checkpoint} ({model.config.backbone} + {model.config.head}, {model.out_dim}-d)")
-    else:
-        seed_everything(config.seed)
-        model = build_network(config.model).to(torch_device)
-        init_split = _train_split_or(data, eval_split)
-        alpha = initialise_network(
-            model, list(init_split.database_paths), num_images=config.model.init_images,
-            descriptors_per_image=config.model.init_descriptors_per_image, seed=config.seed,
-            device=torch_device, batch_size=data.batch_size, num_workers=data.num_workers,
-        )
-        how = f", NetVLAD k-means init on {init_split.dataset} [{init_split.split}] (alpha {alpha:.1f})" if alpha else ""
-        click.echo(
-            f"model: untrained {config.model.backbone} + {config.model.head} "
-            f"(weights {config.model.pretrained}, seed {config.seed}{how}), {model.out_dim}-d"
-        )
-
+    model = _load_or_build_model(
+        config, checkpoint, torch_device,
+        init_source=lambda: _describe_split(_train_split_or(data, eval_split)),
+    )
     if config.eval.pca_dim:
         _attach_pca(model, config, checkpoint, pca_output, torch_device, progress)
 
-    report = evaluate_split(
+    evaluation = evaluate(
         model, eval_split, device=torch_device, batch_size=data.batch_size,
         num_workers=data.num_workers, ns=ns, threshold=data.eval_positive_radius,
         index=config.eval.index, save_descriptors=save_descriptors, progress=progress,
     )
+    report = evaluation.report
     report["checkpoint"] = checkpoint
     report["seconds"]["wall"] = time.perf_counter() - started
     click.echo(format_report(report))
@@ -103,6 +119,97 @@ def main(
     if json_path:
         atomic_write_json(json_path, report)
         click.echo(f"report written to {json_path}")
+    if visualize:
+        from sfrs.retrieval.visual import save_retrieval_examples
+
+        prefix = Path(json_path).with_suffix("") if json_path else Path("sfrs_eval")
+        written = save_retrieval_examples(prefix, eval_split, evaluation.predictions, evaluation.positives, visualize)
+        click.echo(f"retrieval examples written to {written[0]} and {written[1]}")
+
+
+def _check_unlabelled_options(queries_dir: Optional[str], database_dir: Optional[str], top_k: int, labelled: dict) -> None:
+    """Unlabelled mode needs both folders and rejects options that need coordinates."""
+    if queries_dir is None or database_dir is None:
+        missing = "--database" if queries_dir is not None else "--queries"
+        raise ConfigError(f"unlabelled mode needs both --queries and --database ({missing} is missing)")
+    given = [flag for flag, value in labelled.items() if value is not None]
+    if given:
+        raise ConfigError(
+            f"{', '.join(given)} cannot be used with --queries/--database (images without coordinates)"
+        )
+    if top_k < 1:
+        raise click.BadParameter("must be a positive integer", param_hint="--top-k")
+
+
+def _describe_split(split) -> Tuple[Sequence[str], str]:
+    return list(split.database_paths), f"{split.dataset} [{split.split}]"
+
+
+def _load_or_build_model(config: Config, checkpoint: Optional[str], device, init_source: Callable[[], Tuple[Sequence[str], str]]):
+    """The checkpoint's model, or an untrained one of ``config.model`` whose NetVLAD is
+    k-means initialised on the images ``init_source()`` returns (paths, description)."""
+    from sfrs.models.network import build_network, load_network
+    from sfrs.training.initialise import initialise_network
+
+    if checkpoint:
+        model = load_network(checkpoint, device)
+        click.echo(f"model: {checkpoint} ({model.config.backbone} + {model.config.head}, {model.out_dim}-d)")
+        return model
+    seed_everything(config.seed)
+    model = build_network(config.model).to(device)
+    init_paths, init_name = init_source()
+    alpha = initialise_network(
+        model, list(init_paths), num_images=config.model.init_images,
+        descriptors_per_image=config.model.init_descriptors_per_image, seed=config.seed,
+        device=device, batch_size=config.data.batch_size, num_workers=config.data.num_workers,
+    )
+    how = f", NetVLAD k-means init on {init_name} (alpha {alpha:.1f})" if alpha else ""
+    click.echo(
+        f"model: untrained {config.model.backbone} + {config.model.head} "
+        f"(weights {config.model.pretrained}, seed {config.seed}{how}), {model.out_dim}-d"
+    )
+    return model
+
+
+def _image_list(folder: str, what: str) -> List[str]:
+    """Every .jpg/.jpeg/.png under ``folder`` (recursively), sorted by relative path."""
+    # The VG reader's listing: same extensions, same platform-independent order.
+    from sfrs.data.formats.vg_folder import IMAGE_EXTENSIONS, _list_images
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise DataError(f"{folder}: {what} folder does not exist")
+    paths = _list_images(root)
+    if not paths:
+        raise DataError(f"{folder}: no {'/'.join(IMAGE_EXTENSIONS)} images in the {what} folder")
+    return paths
+
+
+def _predict_unlabelled(
+    config: Config, checkpoint: Optional[str], queries_dir: str, database_dir: str, top_k: int,
+    output: Optional[str], visualize: int, device, progress: bool,
+) -> None:
+    """Top-k predictions of every query: predictions.csv and predictions.png in ``output``."""
+    from sfrs.retrieval.evaluate import retrieve, write_predictions_csv
+    from sfrs.retrieval.visual import example_queries, path_grid, save_image
+
+    query_paths = _image_list(queries_dir, "query")
+    database_paths = _image_list(database_dir, "database")
+    click.echo(f"unlabelled retrieval: {len(query_paths):,} queries against {len(database_paths):,} database images")
+    model = _load_or_build_model(config, checkpoint, device, init_source=lambda: (database_paths, database_dir))
+    distances, indices = retrieve(
+        model, query_paths, database_paths, top_k, index=config.eval.index, device=device,
+        batch_size=config.data.batch_size, num_workers=config.data.num_workers, progress=progress,
+    )
+    folder = Path(output or "sfrs_predictions")
+    write_predictions_csv(
+        folder / "predictions.csv", [os.path.relpath(p, queries_dir) for p in query_paths],
+        [os.path.relpath(p, database_dir) for p in database_paths], distances, indices,
+    )
+    rows = example_queries(len(query_paths), visualize or UNLABELLED_GRID_ROWS)
+    grid = path_grid([query_paths[q] for q in rows], database_paths, indices[rows])  # neutral frames: no ground truth
+    save_image(folder / "predictions.png", grid)
+    click.echo(f"top-{indices.shape[1]} predictions written to {folder / 'predictions.csv'} and {folder / 'predictions.png'}")
 
 
 def _parse_recall_at(text: str) -> tuple:
@@ -126,27 +233,23 @@ def _train_split_or(data, fallback):
 
 def _attach_pca(model, config: Config, checkpoint: Optional[str], pca_output: Optional[str], device, progress: bool) -> None:
     from sfrs.data.formats import open_dataset
-    from sfrs.retrieval.pca_fit import fit_model_pca
+    from sfrs.retrieval.evaluate import attach_pca
 
     dim = config.eval.pca_dim
-    if model.pca is not None and model.out_dim == dim:
-        click.echo(f"PCA-whitening to {dim}-d already stored with the model: reused")
-        return
-    try:
-        train_split = open_dataset(config.data.dataset, "train", config.data.images_root)
-    except DataError as exc:
-        raise DataError(f"--pca needs the training split of the dataset to fit on: {exc}") from None
-    model.set_pca(None)
-    pca, used = fit_model_pca(
-        model, train_split, dim, samples=config.eval.pca_samples, seed=config.seed, device=device,
+    had_pca = model.pca is not None and model.out_dim == dim
+    message = attach_pca(
+        model, dim, lambda: open_dataset(config.data.dataset, "train", config.data.images_root),
+        samples=config.eval.pca_samples, seed=config.seed, device=device,
         batch_size=config.data.batch_size, num_workers=config.data.num_workers, progress=progress,
     )
-    model.set_pca(pca.to(device))
+    if had_pca:
+        click.echo(message)
+        return
     if pca_output is None:
         base = Path(checkpoint) if checkpoint else Path(f"sfrs_{config.model.backbone}_{config.model.head}.pt")
         pca_output = str(base.with_name(f"{base.stem}_pca{dim}.pt"))
     model.save(pca_output)
-    click.echo(f"PCA-whitening {model.head_dim} -> {dim} fitted on {used:,} training descriptors; model saved to {pca_output}")
+    click.echo(f"{message}; model saved to {pca_output}")
 
 
 if __name__ == "__main__":

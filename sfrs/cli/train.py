@@ -8,6 +8,7 @@ from typing import Optional, Sequence
 
 import click
 
+from sfrs import distributed
 from sfrs.cli.common import DEBUG_OPTION, report_errors, resolve_device, seed_everything
 from sfrs.config import Config, build_config, save_yaml, validate_config, with_schedule
 
@@ -46,24 +47,35 @@ def main(
     )
     config = with_schedule(config, generations=generations, epochs=epochs)
     validate_config(config)
-    run_dir = _run_dir(output, resume)
-    torch_device = resolve_device(device)
+    if not distributed.launched_by_torchrun():
+        resolve_device(device)  # validates the name and CUDA availability
+    torch_device = distributed.setup(device)
+    is_main = distributed.is_main()
+    # every process must use the main process's run folder (timestamps differ)
+    run_dir = Path(distributed.broadcast_object(str(_run_dir(output, resume)) if is_main else None))
     if deterministic:
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
     seed_everything(config.seed)
-    trainer = SFRSTrainer(config, run_dir, device=torch_device, progress=not no_progress, log=click.echo)
+    echo = click.echo if is_main else (lambda *args, **kwargs: None)
+    trainer = SFRSTrainer(config, run_dir, device=torch_device, progress=not no_progress and is_main, log=echo)
     if dry_run:
         trainer.load_data()
         for line in trainer.plan():
-            click.echo(line)
-        click.echo("dry run: nothing trained")
+            echo(line)
+        echo("dry run: nothing trained")
         return
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not (run_dir / "config.yaml").exists():
-        save_yaml(config, run_dir / "config.yaml")
-    click.echo(f"run folder: {run_dir}")
-    results = trainer.run()
+    if is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not (run_dir / "config.yaml").exists():
+            save_yaml(config, run_dir / "config.yaml")
+    echo(f"run folder: {run_dir}" + (f" ({distributed.world_size()} processes)" if distributed.world_size() > 1 else ""))
+    try:
+        results = trainer.run()
+    finally:
+        distributed.teardown()
+    if not is_main:
+        return
     click.echo("")
     click.echo("\n".join(generation_table(results["generations"])))
     best = results["best"]

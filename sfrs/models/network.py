@@ -51,7 +51,12 @@ class GeoNet(nn.Module):
         """Backbone feature map (B, C, h, w)."""
         return self.backbone(images)
 
-    def forward(self, images: Tensor) -> Tensor:
+    def forward(self, images: Tensor, regions: bool = False) -> Tensor:
+        """(B, D) global descriptors, or with ``regions=True`` the head's (B, 9, D_head)
+        region descriptors (training goes through here so that DistributedDataParallel
+        sees every forward)."""
+        if regions:
+            return self.head.regions(self.backbone(images))
         descriptors = self.head(self.backbone(images))
         if self.pca is not None:
             descriptors = self.pca(descriptors)

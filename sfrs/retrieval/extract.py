@@ -133,3 +133,37 @@ def extract_descriptors(
         if module is not None:
             module.train(was_training)
     return result
+
+
+
+def extract_descriptors_sharded(
+    model: Callable[[Tensor], Tensor],
+    paths: Sequence[str],
+    transform: Callable,
+    batch_size: int = 32,
+    device: Union[str, torch.device] = "cpu",
+    num_workers: int = 0,
+    progress: Union[bool, str] = True,
+) -> np.ndarray:
+    """:func:`extract_descriptors` where each process of a torchrun job encodes its
+    contiguous shard of ``paths`` and every process receives all (N, D) rows in order.
+
+    Without torchrun it is exactly :func:`extract_descriptors`. A process with an empty
+    shard (more processes than images) contributes no rows.
+    """
+    from sfrs import distributed
+
+    paths = list(paths)
+    if distributed.world_size() == 1:
+        return np.asarray(extract_descriptors(model, paths, transform, batch_size, device, num_workers, progress))
+    mine = distributed.shard(len(paths))
+    local = None
+    if len(mine):
+        local = np.asarray(extract_descriptors(
+            model, paths[mine.start : mine.stop], transform, batch_size, device, num_workers, progress
+        ))
+    # a process without images learns the descriptor width from the others
+    dim = int(distributed.all_reduce_max(float(local.shape[1] if local is not None else 0)))
+    if local is None:
+        local = np.zeros((0, dim), dtype=np.float32)
+    return distributed.all_gather_rows(local, len(paths))

@@ -128,9 +128,8 @@ EXTRA_TERMS: Dict[str, Callable[[TupleBatch, BatchDescriptors], Tensor]] = {}
 
 
 def compute_descriptors(model, images: Tensor, needs_regions: bool) -> BatchDescriptors:
-    """One backbone pass for every image of the batch."""
-    features = model.backbone(images)
+    """One backbone pass for every image of the batch (``model`` may be DDP-wrapped)."""
     if needs_regions:
-        regions = model.head.regions(features)
+        regions = model(images, regions=True)
         return BatchDescriptors(global_=regions[:, 0], regions=regions)
-    return BatchDescriptors(global_=model.head(features), regions=None)
+    return BatchDescriptors(global_=model(images), regions=None)

@@ -18,13 +18,15 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from sfrs.config import Config, GenerationConfig, from_dict, to_dict
+from sfrs import distributed
+from sfrs.config import Config, GenerationConfig, to_dict
 from sfrs.data.formats import open_dataset
 from sfrs.data.geo import Split
 from sfrs.errors import ConfigError, SfrsError
+from sfrs.retrieval.visual import retrieval_grid
 from sfrs.models.network import GeoNet, build_network, network_from_payload
-from sfrs.retrieval.evaluate import extract_split, recall_report
-from sfrs.retrieval.extract import extract_descriptors
+from sfrs.retrieval.evaluate import recall_report
+from sfrs.retrieval.extract import extract_descriptors_sharded
 from sfrs.training.checkpoint import RunPaths, load_state, save_state, set_rng_state
 from sfrs.training.initialise import initialise_network
 from sfrs.training.mining import HardNegativeMiner, TrainingSet, build_training_set, choose_difficult_positives
@@ -35,7 +37,6 @@ from sfrs.training.softlabels import (
     SoftLabels, fingerprint, model_fingerprint, read_soft_labels, teacher_similarities, write_soft_labels,
 )
 from sfrs.training.tuples import TupleDataset, assemble_tuples
-from sfrs.utils.io import atomic_torch_save
 
 
 class TrainingError(SfrsError):
@@ -134,7 +135,14 @@ class SFRSTrainer:
     # ------------------------------------------------------------------ main loop
     def run(self) -> Dict[str, Any]:
         self.load_data()
-        self.paths.make()
+        if self.config.optim.tuples_per_step % distributed.world_size():
+            raise ConfigError(
+                f"optim.tuples_per_step={self.config.optim.tuples_per_step} must be a multiple of the "
+                f"number of processes ({distributed.world_size()})"
+            )
+        if distributed.is_main():
+            self.paths.make()
+        distributed.barrier()
         state = load_state(self.paths.last)
         if state is not None:
             self._check_resumable(state)
@@ -158,7 +166,7 @@ class SFRSTrainer:
         for g in range(position["generation"], len(schedule)):
             self._run_generation(g, schedule[g], state if state and state["position"]["generation"] == g else None)
             state = None
-        results = write_results(self.paths, self.config, self._history, final=True)
+        results = self._write_results(final=True)
         if self._writer is not None:
             self._writer.close()
         return results
@@ -189,9 +197,12 @@ class SFRSTrainer:
     @property
     def writer(self):
         if self._writer is None:
-            from torch.utils.tensorboard import SummaryWriter
+            if distributed.is_main():
+                from torch.utils.tensorboard import SummaryWriter
 
-            self._writer = SummaryWriter(str(self.paths.tensorboard))
+                self._writer = SummaryWriter(str(self.paths.tensorboard))
+            else:
+                self._writer = _NullWriter()
         return self._writer
 
     # ------------------------------------------------------------------ generation
@@ -250,7 +261,9 @@ class SFRSTrainer:
             return labels
         started = time.perf_counter()
         labels = self._teacher_pass(g, teacher, schedule, expected)
-        write_soft_labels(path, labels, teacher=str(teacher_path))
+        if distributed.is_main():
+            write_soft_labels(path, labels, teacher=str(teacher_path))
+        distributed.barrier()
         self.log(f"soft labels for generation {g}: teacher pass over {len(labels.query_ids):,} queries "
                  f"in {time.perf_counter() - started:.1f}s -> {path}")
         return labels
@@ -261,17 +274,22 @@ class SFRSTrainer:
         database = self._extract(teacher, self.train_split.database_paths, "teacher: database")
         all_queries = self._extract(teacher, self.train_split.query_paths, "teacher: queries")
         kept_queries = all_queries[ts.query_ids]
-        difficult = choose_difficult_positives(
-            ts, kept_queries, database, candidates=cfg.mining.positive_candidates,
-            keep=cfg.mining.difficult_positives, rerank=cfg.mining.rerank and g >= 1,
-            k1=cfg.mining.rerank_k1, k2=cfg.mining.rerank_k2, lam=cfg.mining.rerank_lambda,
-            all_query_descriptors=all_queries,
+        difficult = None
+        if distributed.is_main():  # re-ranking runs once, not once per process
+            difficult = choose_difficult_positives(
+                ts, kept_queries, database, candidates=cfg.mining.positive_candidates,
+                keep=cfg.mining.difficult_positives, rerank=cfg.mining.rerank and g >= 1,
+                k1=cfg.mining.rerank_k1, k2=cfg.mining.rerank_k2, lam=cfg.mining.rerank_lambda,
+                all_query_descriptors=all_queries,
+            )
+        difficult = distributed.broadcast_object(difficult)
+        mine = distributed.shard(ts.num_queries)
+        local = teacher_similarities(
+            teacher, kept_queries[mine.start : mine.stop], self.train_split.database_paths,
+            difficult[mine.start : mine.stop], teacher.transform(), device=self.device,
+            batch_size=cfg.data.batch_size, num_workers=cfg.data.num_workers, progress=self.progress,
         )
-        similarities = teacher_similarities(
-            teacher, kept_queries, self.train_split.database_paths, difficult, teacher.transform(),
-            device=self.device, batch_size=cfg.data.batch_size, num_workers=cfg.data.num_workers,
-            progress=self.progress,
-        )
+        similarities = distributed.all_gather_rows(local, ts.num_queries)
         return SoftLabels(
             query_ids=ts.query_ids.copy(), positive_ids=difficult, similarities=similarities,
             teacher_temperature=schedule.teacher_temperature, fingerprint=expected, generation=g,
@@ -289,9 +307,15 @@ class SFRSTrainer:
         cfg = self.config
         key = fingerprint(model=to_dict(cfg.model), seed=cfg.seed, data=self.data_fingerprint)
         path = self.paths.cache / f"init_{key}.pt"
-        if path.exists():
-            payload = torch.load(path, map_location="cpu", weights_only=False)
-            return network_from_payload(payload, str(path)).to(self.device)
+        if not path.exists() and distributed.is_main():
+            self._create_initial_model(path)
+        distributed.barrier()
+        # read back, so that a fresh run and a resumed one start from bit-identical weights
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+        return network_from_payload(payload, str(path)).to(self.device)
+
+    def _create_initial_model(self, path: Path) -> None:
+        cfg = self.config
         torch.manual_seed(cfg.seed)
         model = build_network(cfg.model).to(self.device)
         alpha = initialise_network(
@@ -303,9 +327,6 @@ class SFRSTrainer:
             self.log(f"NetVLAD initialised by k-means on {min(cfg.model.init_images, self.train_split.num_database)} "
                      f"training images (alpha {alpha:.1f}); cached in {path}")
         model.save(path)
-        # reload so that a fresh run and a resumed one start from bit-identical weights
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-        return network_from_payload(payload, str(path)).to(self.device)
 
     # ------------------------------------------------------------------ epoch
     def _run_epoch(self, g, epoch, model, optimizer, scheduler, miner, objective, labels, position, chunk) -> None:
@@ -315,6 +336,7 @@ class SFRSTrainer:
         order = np.random.default_rng([cfg.seed, g, epoch]).permutation(ts.num_queries)[: self.queries_per_epoch()]
         chunks = [order[i : i + cfg.mining.cache_refresh] for i in range(0, len(order), cfg.mining.cache_refresh)]
         transform = build_train_transform(model, cfg.augment)
+        trained = _data_parallel(model, self.device)
         totals: Dict[str, float] = {}
         count = 0
         for c in range(position["chunk"], len(chunks)):
@@ -326,16 +348,15 @@ class SFRSTrainer:
                 self.train_split, chunk["rows"], chunk["tuples"], cfg.mining.negatives, transform,
                 seed=int(fingerprint(seed=cfg.seed, g=g, e=epoch, c=c), 16) % (2**31),
             )
-            tps = cfg.optim.tuples_per_step
-            start_tuple = position["step"] * tps
+            per_rank = cfg.optim.tuples_per_step // distributed.world_size()
             loader = DataLoader(
-                Subset(dataset, range(start_tuple, len(dataset))), batch_size=tps, shuffle=False,
-                num_workers=cfg.data.num_workers, collate_fn=dataset.collate,
+                Subset(dataset, _rank_tuples(len(dataset), cfg.optim.tuples_per_step, position["step"])),
+                batch_size=per_rank, shuffle=False, num_workers=cfg.data.num_workers, collate_fn=dataset.collate,
             )
             model.train()
             bar = tqdm(loader, desc=f"gen {g} epoch {epoch} chunk {c + 1}/{len(chunks)}", disable=not self.progress, leave=False)
             for batch in bar:
-                out = self._train_step(model, optimizer, objective, batch.to(self.device), g, epoch, position)
+                out = self._train_step(trained, optimizer, objective, batch.to(self.device), g, epoch, position)
                 position["step"] += 1
                 position["global_step"] += 1
                 count += 1
@@ -368,27 +389,36 @@ class SFRSTrainer:
         self._save(position, model, optimizer, scheduler, miner, None, extra_path=epoch_path)
 
     def _mine_chunk(self, g, epoch, c, model, miner, rows, labels, objective) -> Dict[str, np.ndarray]:
-        """Re-encode the descriptor cache and mine this chunk's tuples."""
+        """Re-encode the descriptor cache (sharded) and mine this chunk's tuples (once)."""
         cfg = self.config
         ts = self.training_set
         database = self._extract(model, self.train_split.database_paths, "cache: database")
         query_ids = ts.query_ids[rows]
         queries = self._extract(model, [self.train_split.query_paths[i] for i in query_ids], "cache: queries")
-        rng = np.random.default_rng([cfg.seed, g, epoch, c, 7])
-        best_positive, negatives = miner.mine(rows, queries, database, rng)
-        if objective.needs_difficult_positives:
-            difficult = labels.positive_ids[rows]
-        else:
-            difficult = np.zeros((len(rows), 0), dtype=np.int64)
-        return {"rows": np.asarray(rows, dtype=np.int64), "tuples": assemble_tuples(query_ids, best_positive, negatives, difficult)}
+        chunk = None
+        if distributed.is_main():
+            rng = np.random.default_rng([cfg.seed, g, epoch, c, 7])
+            best_positive, negatives = miner.mine(rows, queries, database, rng)
+            if objective.needs_difficult_positives:
+                difficult = labels.positive_ids[rows]
+            else:
+                difficult = np.zeros((len(rows), 0), dtype=np.int64)
+            chunk = {"rows": np.asarray(rows, dtype=np.int64),
+                     "tuples": assemble_tuples(query_ids, best_positive, negatives, difficult)}
+        return distributed.broadcast_object(chunk)
 
     def _train_step(self, model, optimizer, objective, batch, g, epoch, position) -> Dict[str, float]:
         descriptors = compute_descriptors(model, batch.images, objective.needs_regions)
         out = objective(batch, descriptors)
-        if not torch.isfinite(out.total):
-            values = ", ".join(f"{k} {v.item():.4g}" for k, v in out.terms.items())
+        # the mean over processes = the loss of the global batch; every process takes the
+        # same decision on a non-finite value, so none is left waiting in a collective
+        terms = {**out.terms, "total": out.total}
+        values = {name: distributed.all_reduce_sum(float(value.detach())) / distributed.world_size()
+                  for name, value in terms.items()}
+        if not np.isfinite(values["total"]):
+            text = ", ".join(f"{k} {v:.4g}" for k, v in values.items())
             raise TrainingError(
-                f"non-finite loss at generation {g}, epoch {epoch}, step {position['step']} ({values}); "
+                f"non-finite loss at generation {g}, epoch {epoch}, step {position['step']} ({text}); "
                 f"the last good checkpoint is {self.paths.last}"
             )
         optimizer.zero_grad(set_to_none=True)
@@ -397,7 +427,6 @@ class SFRSTrainer:
             torch.nn.utils.clip_grad_norm_(model.parameters(), self.config.optim.grad_clip)
         optimizer.step()
         step = position["global_step"]
-        values = {name: float(value.detach()) for name, value in out.terms.items()}
         for name, value in values.items():
             self.writer.add_scalar(f"loss/{name}", value, step)
         self.writer.add_scalar("lr", optimizer.param_groups[0]["lr"], step)
@@ -412,43 +441,53 @@ class SFRSTrainer:
 
     # ------------------------------------------------------------------ bookkeeping
     def _save(self, position, model, optimizer, scheduler, miner, chunk, extra_path: Optional[Path] = None) -> None:
-        state = {
-            "config": to_dict(self.config),
-            "position": dict(position),
-            "model": model.checkpoint_payload(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "miner": miner.state_dict(),
-            "chunk": chunk,
-            "history": self._history,
-        }
-        if extra_path is not None:
-            save_state(extra_path, state)
-        save_state(self.paths.last, state)
+        """Only the main process writes; the others wait so that nobody runs ahead of a
+        checkpoint it might have to resume from."""
+        if distributed.is_main():
+            state = {
+                "config": to_dict(self.config),
+                "position": dict(position),
+                "model": model.checkpoint_payload(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "miner": miner.state_dict(),
+                "chunk": chunk,
+                "history": self._history,
+            }
+            if extra_path is not None:
+                save_state(extra_path, state)
+            save_state(self.paths.last, state)
+        distributed.barrier()
+
+    def _write_results(self, final: bool) -> Dict[str, Any]:
+        if distributed.is_main():
+            return write_results(self.paths, self.config, self._history, final=final)
+        return {"generations": self._history["generations"], "best": self._history["best"],
+                "seconds": self._history["seconds"]}
 
     def _extract(self, model, paths, what: str) -> np.ndarray:
-        was_training = model.training
-        model.eval()
-        try:
-            return np.asarray(extract_descriptors(
-                model, list(paths), model.transform(), batch_size=self.config.data.batch_size,
-                device=self.device, num_workers=self.config.data.num_workers,
-                progress=what if self.progress else False,
-            ))
-        finally:
-            model.train(was_training)
+        """Descriptors of ``paths`` in order; each process encodes its shard, all get all."""
+        return extract_descriptors_sharded(
+            model, list(paths), model.transform(), batch_size=self.config.data.batch_size,
+            device=self.device, num_workers=self.config.data.num_workers,
+            progress=what if self.progress else False,
+        )
 
-    def _evaluate(self, model, split: Split) -> Tuple[Dict[str, Any], np.ndarray]:
-        database, queries, seconds = extract_split(
-            model, split, device=self.device, batch_size=self.config.data.batch_size,
-            num_workers=self.config.data.num_workers, progress=self.progress,
-        )
-        report, predictions = recall_report(
-            split, database, queries, ns=(1, 5, 10, 20), threshold=self.config.data.eval_positive_radius,
-            index=self.config.eval.index,
-        )
-        report["seconds"].update(seconds)
-        return report, predictions
+    def _evaluate(self, model, split: Split) -> Tuple[Dict[str, Any], Optional[np.ndarray]]:
+        """Recall@N on ``split``: sharded extraction, one search (main process), the
+        report broadcast to every process."""
+        started = time.perf_counter()
+        database = self._extract(model, split.database_paths, f"{split.split} database")
+        queries = self._extract(model, split.query_paths, f"{split.split} queries")
+        extracted = time.perf_counter() - started
+        report, predictions = None, None
+        if distributed.is_main():
+            report, predictions = recall_report(
+                split, database, queries, ns=(1, 5, 10, 20), threshold=self.config.data.eval_positive_radius,
+                index=self.config.eval.index,
+            )
+            report["seconds"]["extract"] = extracted
+        return distributed.broadcast_object(report), predictions
 
     def _update_best(self, model, val_report, g, epoch, epoch_path) -> None:
         metric = self.config.train.best_metric
@@ -459,14 +498,17 @@ class SFRSTrainer:
         if best is None or value > best["val"][metric]:
             self._history["best"] = {"generation": g, "epoch": epoch, "val": _short(val_report),
                                      "metric": f"val R@{metric}", "checkpoint": str(epoch_path)}
-            model.save(self.paths.best, extra={"selected_on": f"{self.config.train.val_split} R@{metric}",
-                                               "generation": g, "epoch": epoch})
+            if distributed.is_main():
+                model.save(self.paths.best, extra={"selected_on": f"{self.config.train.val_split} R@{metric}",
+                                                   "generation": g, "epoch": epoch})
 
     def _finish_generation(self, g: int, schedule: GenerationConfig, model: GeoNet, seconds: float) -> None:
         val_report, _ = self._evaluate(model, self.val_split)
         test_report, _ = self._evaluate(model, self.test_split)
         final_path = self.paths.generation_final(g)
-        model.save(final_path, extra={"generation": g})
+        if distributed.is_main():
+            model.save(final_path, extra={"generation": g})
+            model.save(self.paths.final, extra={"generation": g})
         epochs = [e for e in self._history["epochs"] if e["generation"] == g]
         metric = self.config.train.best_metric
         best_epoch = max(epochs, key=lambda e: e["val"][metric]) if epochs else None
@@ -482,7 +524,6 @@ class SFRSTrainer:
             "final_checkpoint": str(final_path),
             "best_checkpoint": str(self.paths.epoch_checkpoint(g, best_epoch["epoch"])) if best_epoch else None,
         })
-        model.save(self.paths.final, extra={"generation": g})
         self._history["seconds"] = time.perf_counter() - self._clock_start
         for split_name, report in (("val", val_report), ("test", test_report)):
             for n, value in report["recall"].items():
@@ -490,22 +531,58 @@ class SFRSTrainer:
         self.log(f"generation {g} done: val {_format_recall(val_report)}; test {_format_recall(test_report)}")
         position = {"generation": g + 1, "epoch": 0, "chunk": 0, "step": 0, "phase": "start",
                     "global_step": self._global_step_default()}
-        write_results(self.paths, self.config, self._history, final=False)
+        self._write_results(final=False)
         optimizer = build_optimizer(model, self.config.optim)
         scheduler = build_scheduler(optimizer, self.config.optim)
         miner = HardNegativeMiner(self.training_set, self.config.mining.negatives, self.config.mining.negative_pool)
         self._save(position, model, optimizer, scheduler, miner, None)
 
-    def _log_examples(self, predictions: np.ndarray, step: int, tag: str) -> None:
+    def _log_examples(self, predictions: Optional[np.ndarray], step: int, tag: str) -> None:
         count = self.config.train.tensorboard_examples
-        if count <= 0:
+        if count <= 0 or predictions is None or not distributed.is_main():
             return
-        from sfrs.retrieval.visual import retrieval_grid
-
         positives = self.val_split.positives(self.config.data.eval_positive_radius)
         rows = np.linspace(0, self.val_split.num_queries - 1, num=min(count, self.val_split.num_queries)).astype(int)
         grid = retrieval_grid(self.val_split, rows, predictions[rows, :5], positives, thumb=(72, 96))
         self.writer.add_image(f"retrieval/{tag}", grid, step, dataformats="HWC")
+
+
+def _data_parallel(model: GeoNet, device: torch.device):
+    """The module to train through: DistributedDataParallel under torchrun, else the model."""
+    if not distributed.is_initialized():
+        return model
+    ids = [device.index] if device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+def _rank_tuples(count: int, tuples_per_step: int, first_step: int) -> List[int]:
+    """Tuple indices this process trains on from ``first_step`` on: each global step's
+    ``tuples_per_step`` tuples are split evenly over the processes, so the global batch
+    is the same for any number of processes."""
+    size, r = distributed.world_size(), distributed.rank()
+    per_rank = tuples_per_step // size
+    indices: List[int] = []
+    for start in range(first_step * tuples_per_step, count, tuples_per_step):
+        step = list(range(start, min(start + tuples_per_step, count)))
+        if len(step) == tuples_per_step:
+            indices += step[r * per_rank : (r + 1) * per_rank]
+        elif len(step) >= size:  # a short last step, still shared by every process
+            indices += step[r::size]
+        # else: too short to give every process a tuple; skipping it keeps them in step
+    return indices
+
+
+class _NullWriter:
+    """TensorBoard stand-in for processes other than the main one."""
+
+    def add_scalar(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def add_image(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 class _Interrupted(Exception):

@@ -1,0 +1,99 @@
+"""Two processes on CPU (gloo) through torchrun, as users launch multi-GPU jobs."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.tiny import TINY_TRAINING
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+pytestmark = pytest.mark.slow
+
+
+def torchrun(args, nproc=2, **kwargs):
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] + args
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(command, env=env, capture_output=True, text=True, cwd=REPO, **kwargs)
+
+
+def python(args, **kwargs):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable] + args, env=env, capture_output=True, text=True, cwd=REPO, **kwargs)
+
+
+def test_gathered_descriptors__equal_single_process(tiny_city_root, tmp_path):
+    two = torchrun([str(HERE / "extract_script.py"), str(tmp_path / "two.npy")])
+    assert two.returncode == 0, two.stderr[-2000:]
+    one = python([str(HERE / "extract_script.py"), str(tmp_path / "one.npy")])
+    assert one.returncode == 0, one.stderr[-2000:]
+    a, b = np.load(tmp_path / "one.npy"), np.load(tmp_path / "two.npy")
+    assert a.shape == b.shape
+    np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
+
+
+def test_dead_peer__others_exit_with_a_clear_line_quickly():
+    started = time.time()
+    result = torchrun([str(HERE / "die_script.py")], timeout=120)
+    assert result.returncode != 0
+    assert time.time() - started < 60
+    assert "another process probably died" in result.stderr or "stopped by torchrun" in result.stderr
+
+
+SETS = [arg for item in TINY_TRAINING for arg in ("--set", item)]
+
+
+def train_command(output):
+    return ["-m", "sfrs.train", "--generations", "2", "--epochs", "1", "--output", str(output),
+            "--no-progress", "--device", "cpu"] + SETS
+
+
+def test_two_processes__same_losses_and_weights_as_one(tiny_city_root, tmp_path):
+    one = python(train_command(tmp_path / "one"))
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = torchrun(train_command(tmp_path / "two"))
+    assert two.returncode == 0, two.stderr[-3000:]
+    a = json.loads((tmp_path / "one" / "results.json").read_text())
+    b = json.loads((tmp_path / "two" / "results.json").read_text())
+    for ea, eb in zip(a["epochs"], b["epochs"]):
+        assert ea["steps"] == eb["steps"]
+        for name in ea["losses"]:
+            assert ea["losses"][name] == pytest.approx(eb["losses"][name], rel=1e-3, abs=1e-4)
+    wa = torch.load(tmp_path / "one" / "final.pt", weights_only=False)["state_dict"]
+    wb = torch.load(tmp_path / "two" / "final.pt", weights_only=False)["state_dict"]
+    for name in wa:
+        torch.testing.assert_close(wa[name], wb[name], atol=1e-3, rtol=1e-3)
+    # only the main process writes: one TensorBoard event file, one results file
+    assert len(list((tmp_path / "two" / "tb").glob("events.out.tfevents.*"))) == 1
+
+
+def test_two_processes__killed_then_resumed_completes(tiny_city_root, tmp_path):
+    output = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"] + train_command(output)
+    process = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    last = output / "checkpoints" / "last.pt"
+    deadline = time.time() + 180
+    while time.time() < deadline and process.poll() is None:
+        if last.exists():
+            try:
+                if torch.load(last, weights_only=False)["position"]["global_step"] >= 5:
+                    break
+            except Exception:
+                pass
+        time.sleep(0.1)
+    assert process.poll() is None, "finished before it could be killed"
+    os.killpg(process.pid, signal.SIGKILL)  # the launcher and both workers
+    process.wait()
+    resumed = torchrun(train_command(output) + ["--resume"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    results = json.loads((output / "results.json").read_text())
+    assert results["complete"] and [g["generation"] for g in results["generations"]] == [0, 1]
