@@ -3,12 +3,14 @@ or, with ``--queries DIR --database DIR`` and no coordinates, the top-k predicti
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import click
 
+from sfrs import distributed
 from sfrs.cli.common import DEBUG_OPTION, report_errors, resolve_device, seed_everything
 from sfrs.config import Config, build_config
 from sfrs.errors import ConfigError, DataError
@@ -39,7 +41,9 @@ UNLABELLED_GRID_ROWS = 20
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 @click.option("--visualize", type=int, default=0, show_default=True,
-              help="Write N example queries with their top-5 (and N failures at R@1) as PNG grids.")
+              help="N example queries with their top-5 and N failures at R@1 as PNG grids "
+                   "(<json stem or ./sfrs_eval>_examples.png / _failures.png); unlabelled mode: "
+                   "queries shown in predictions.png (default 20).")
 @click.option("--queries", "queries_dir", type=click.Path(file_okay=False),
               help="Unlabelled mode: folder of query images (no coordinates needed); with --database.")
 @click.option("--database", "database_dir", type=click.Path(file_okay=False),
@@ -88,13 +92,33 @@ def main(
             "model.pretrained": pretrained, "seed": seed,
         },
     )
-    torch_device = resolve_device(device)
-    progress = not no_progress
+    if unlabelled:
+        torch_device = resolve_device(device)
+        _predict_unlabelled(config, checkpoint, queries_dir, database_dir, top_k, output, visualize, torch_device,
+                            not no_progress)
+        return
+    if not distributed.launched_by_torchrun():
+        resolve_device(device)  # validates the name and CUDA availability
+    torch_device = distributed.setup(device)
+    try:
+        _evaluate_labelled(config, split, ns, checkpoint, pca_output, save_descriptors, json_path, visualize,
+                           torch_device, not no_progress and distributed.is_main())
+    finally:
+        distributed.teardown()
+
+
+def _evaluate_labelled(config: Config, split: str, ns, checkpoint, pca_output, save_descriptors, json_path,
+                       visualize: int, torch_device, progress: bool) -> None:
+    """Labelled evaluation; under torchrun every process extracts its shard and only the
+    main process searches, prints and writes."""
+    from sfrs.data.formats import open_dataset
+    from sfrs.retrieval.evaluate import evaluate, format_report
+
+    main_process = distributed.is_main()
+    if not main_process:  # one voice on the terminal
+        sys.stdout = open(os.devnull, "w")
     data = config.data
     started = time.perf_counter()
-    if unlabelled:
-        _predict_unlabelled(config, checkpoint, queries_dir, database_dir, top_k, output, visualize, torch_device, progress)
-        return
     eval_split = open_dataset(data.dataset, split, data.images_root)
     click.echo(eval_split.summary())
 
@@ -110,6 +134,8 @@ def main(
         num_workers=data.num_workers, ns=ns, threshold=data.eval_positive_radius,
         index=config.eval.index, save_descriptors=save_descriptors, progress=progress,
     )
+    if evaluation is None:  # not the main process
+        return
     report = evaluation.report
     report["checkpoint"] = checkpoint
     report["seconds"]["wall"] = time.perf_counter() - started
@@ -174,12 +200,12 @@ def _load_or_build_model(config: Config, checkpoint: Optional[str], device, init
 def _image_list(folder: str, what: str) -> List[str]:
     """Every .jpg/.jpeg/.png under ``folder`` (recursively), sorted by relative path."""
     # The VG reader's listing: same extensions, same platform-independent order.
-    from sfrs.data.formats.vg_folder import IMAGE_EXTENSIONS, _list_images
+    from sfrs.data.formats.vg_folder import IMAGE_EXTENSIONS, list_images
 
     root = Path(folder)
     if not root.is_dir():
         raise DataError(f"{folder}: {what} folder does not exist")
-    paths = _list_images(root)
+    paths = list_images(root)
     if not paths:
         raise DataError(f"{folder}: no {'/'.join(IMAGE_EXTENSIONS)} images in the {what} folder")
     return paths
@@ -248,7 +274,8 @@ def _attach_pca(model, config: Config, checkpoint: Optional[str], pca_output: Op
     if pca_output is None:
         base = Path(checkpoint) if checkpoint else Path(f"sfrs_{config.model.backbone}_{config.model.head}.pt")
         pca_output = str(base.with_name(f"{base.stem}_pca{dim}.pt"))
-    model.save(pca_output)
+    if distributed.is_main():
+        model.save(pca_output)
     click.echo(f"{message}; model saved to {pca_output}")
 
 

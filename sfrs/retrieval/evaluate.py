@@ -23,7 +23,9 @@ import torch
 
 from sfrs.data.geo import Split
 from sfrs.errors import ConfigError, DataError
-from sfrs.retrieval.extract import extract_descriptors
+from sfrs import distributed
+from sfrs.errors import ConfigError
+from sfrs.retrieval.extract import extract_descriptors, extract_descriptors_sharded
 from sfrs.retrieval.index import search
 from sfrs.retrieval.recall import (
     count_queries_without_positive,
@@ -84,9 +86,12 @@ def _extract_set(
     """(N, D) descriptors of one image list, in memory or in ``stream_file`` (dataset ``kind``)."""
     bar = label if progress else False
     if stream_file is None:
-        return np.asarray(extract_descriptors(
+        # under torchrun each process encodes its shard; every process gets all rows
+        return extract_descriptors_sharded(
             model, paths, transform, batch_size=batch_size, device=device, num_workers=num_workers, progress=bar,
-        ))
+        )
+    if distributed.world_size() > 1:
+        raise ConfigError("streaming descriptors to HDF5 runs in a single process; start it without torchrun")
     assert model_hash is not None
     fingerprint = descriptor_fingerprint(model_hash, paths, transform, np.float16 if half else np.float32)
     return extract_to_hdf5(
@@ -278,13 +283,17 @@ def evaluate(
     """Extract, search and score one split; the report plus the ranked predictions.
 
     See :func:`extract_split` for ``query_resize``, ``stream_dir``, ``stream_name``,
-    ``half`` and :func:`ranked_predictions` for ``nms``.
+    ``half`` and :func:`ranked_predictions` for ``nms``. Under torchrun the extraction is
+    sharded over the processes and the search runs once: processes other than the main
+    one return ``None`` (and write nothing).
     """
     total_start = time.perf_counter()
     database, queries, seconds = extract_split(
         model, split, device=device, batch_size=batch_size, num_workers=num_workers,
         query_resize=query_resize, progress=progress, stream_dir=stream_dir, stream_name=stream_name, half=half,
     )
+    if not distributed.is_main():
+        return None
     report, predictions = recall_report(split, database, queries, ns=ns, threshold=threshold, index=index, nms=nms)
     report["query_resize"] = query_resize
     report["seconds"] = {**seconds, **report["seconds"], "total": time.perf_counter() - total_start}
@@ -402,7 +411,7 @@ def attach_pca(
         batch_size=batch_size, num_workers=num_workers, progress=progress,
     )
     model.set_pca(pca.to(device))
-    if cache is not None:
+    if cache is not None and distributed.is_main():
         atomic_torch_save({"weights": base, "dim": dim, "pca": {k: v.cpu() for k, v in pca.state_dict().items()}}, cache)
     return (
         f"PCA-whitening {model.head_dim} -> {dim} fitted on {used:,} descriptors of "

@@ -17,7 +17,7 @@ QUERY_BATCH = 4096
 _FINITE_CHECK_ROWS = 16384
 
 
-def _as_matrix(name: str, array: Any, dim: Optional[int] = None) -> np.ndarray:
+def as_matrix(name: str, array: Any, dim: Optional[int] = None) -> np.ndarray:
     """C-contiguous float32 (rows, D) view/copy of ``array``, validated."""
     if hasattr(array, "detach"):  # a torch tensor: faiss needs host memory
         array = array.detach().cpu().numpy()
@@ -75,7 +75,7 @@ def build_index(
     Returns:
         The trained index holding the N database vectors (L2 metric).
     """
-    return _build(_as_matrix("database", database), index, train, nprobe, use_gpu, ef_search)
+    return _build(as_matrix("database", database), index, train, nprobe, use_gpu, ef_search)
 
 
 def _build(
@@ -104,7 +104,7 @@ def _build(
             built = cpu_index  # e.g. HNSW has no GPU implementation: stay on the CPU
 
     if not built.is_trained:
-        vectors = database if train is None else _as_matrix("train", train, dim)
+        vectors = database if train is None else as_matrix("train", train, dim)
         try:
             built.train(vectors)
         except RuntimeError as exc:
@@ -156,8 +156,8 @@ def search(
     """
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
-    database = _as_matrix("database", database)
-    queries = _as_matrix("queries", queries, database.shape[1])
+    database = as_matrix("database", database)
+    queries = as_matrix("queries", queries, database.shape[1])
     # faiss does not widen the HNSW candidate list to k by itself: rows would end in -1.
     built = _build(database, index, train, nprobe, use_gpu, max(int(ef_search), int(k)))
     return _search(built, queries, int(k))
@@ -168,7 +168,7 @@ def search_index(built: "faiss.Index", queries: np.ndarray, k: int) -> Tuple[np.
 
     For HNSW indexes, k must not exceed the ``ef_search`` the index was built with.
     """
-    return _search(built, _as_matrix("queries", queries, built.d), k)
+    return _search(built, as_matrix("queries", queries, built.d), k)
 
 
 def _search(built: "faiss.Index", queries: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:

@@ -8,7 +8,7 @@ import torch
 
 from sfrs.data.geo import Split
 from sfrs.errors import ConfigError
-from sfrs.retrieval.extract import extract_descriptors
+from sfrs.retrieval.extract import extract_descriptors_sharded
 from sfrs.retrieval.pca import PCAWhitening, fit_pca_whitening
 
 
@@ -36,7 +36,7 @@ def fit_model_pca(
     was_training = model.training
     model.eval()
     try:
-        descriptors = extract_descriptors(
+        descriptors = extract_descriptors_sharded(
             model, [paths[i] for i in chosen], model.transform(), batch_size=batch_size,
             device=device, num_workers=num_workers, progress="PCA sample" if progress else False,
         )

@@ -35,9 +35,9 @@ from torch import Tensor
 
 from sfrs.errors import DataError
 from sfrs.retrieval.extract import extract_descriptors
-from sfrs.retrieval.index import _as_matrix, build_index, search_index
+from sfrs.retrieval.index import as_matrix, build_index, search_index
 # One weight hash for every cache (soft labels, descriptors); it lives with the soft labels.
-from sfrs.training.softlabels import model_fingerprint as model_weights_hash
+from sfrs.utils.hashing import model_fingerprint as model_weights_hash
 
 LOG = logging.getLogger(__name__)
 
@@ -54,8 +54,10 @@ def descriptor_fingerprint(model_hash: str, paths: Sequence[str], transform: Any
     """16 hex digits naming everything that determines the stored rows.
 
     ``model_hash`` comes from :func:`model_weights_hash` (every parameter and buffer, PCA
-    included; computed once per model, not per file: hashing VGG16 weights takes a second). The transform enters through its
-    ``repr`` (torchvision ``Compose`` lists sizes, interpolation and normalisation).
+    included; computed once per model, not per file: hashing VGG16 weights takes a
+    second). The transform enters through its ``repr`` (torchvision ``Compose`` lists
+    sizes, interpolation and normalisation); ``paths`` as given, so a moved data set is
+    extracted again rather than trusted.
     """
     digest = hashlib.sha256()
     digest.update(model_hash.encode())
@@ -304,7 +306,7 @@ def build_index_chunked(
     first = np.asarray(database[: min(chunk, num)])
     built = build_index(first, index, train=train, nprobe=nprobe, use_gpu=use_gpu, ef_search=ef_search)
     for start in range(first.shape[0], num, chunk):
-        built.add(_as_matrix("database", database[start:start + chunk], dim))
+        built.add(as_matrix("database", database[start:start + chunk], dim))
     return built
 
 

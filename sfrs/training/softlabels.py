@@ -16,8 +16,6 @@ File layout (``softlabels/gen{g}.h5``):
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Sequence, Union
@@ -41,20 +39,6 @@ class SoftLabels:
     teacher_temperature: float
     fingerprint: str
     generation: int
-
-
-def fingerprint(**parts: Any) -> str:
-    """A short stable hash of everything that produced a cache."""
-    text = json.dumps(parts, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def model_fingerprint(model: torch.nn.Module) -> str:
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
 
 
 def write_soft_labels(path: Union[str, Path], labels: SoftLabels, teacher: str = "") -> None:

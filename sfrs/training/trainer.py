@@ -33,9 +33,8 @@ from sfrs.training.mining import HardNegativeMiner, TrainingSet, build_training_
 from sfrs.training.objective import Objective, compute_descriptors
 from sfrs.training.optim import build_optimizer, build_scheduler, build_train_transform
 from sfrs.training.report import write_results
-from sfrs.training.softlabels import (
-    SoftLabels, fingerprint, model_fingerprint, read_soft_labels, teacher_similarities, write_soft_labels,
-)
+from sfrs.training.softlabels import SoftLabels, read_soft_labels, teacher_similarities, write_soft_labels
+from sfrs.utils.hashing import fingerprint, model_fingerprint
 from sfrs.training.tuples import TupleDataset, assemble_tuples
 
 

@@ -97,3 +97,22 @@ def test_two_processes__killed_then_resumed_completes(tiny_city_root, tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     results = json.loads((output / "results.json").read_text())
     assert results["complete"] and [g["generation"] for g in results["generations"]] == [0, 1]
+
+
+def test_eval_under_torchrun__same_recalls_as_one_process(tiny_city_root, tmp_path):
+    from sfrs.config import Config, build_config
+    from sfrs.models.network import build_network
+    from tests.tiny import TINY_MODEL
+
+    torch.manual_seed(0)
+    build_network(build_config(Config, overrides=TINY_MODEL).model).save(tmp_path / "model.pt")
+    args = ["-m", "sfrs.eval", "--checkpoint", str(tmp_path / "model.pt"), "--dataset", "synthetic:tiny",
+            "--no-progress", "--device", "cpu", "--batch-size", "7"]
+    one = python(args + ["--json", str(tmp_path / "one.json")])
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = torchrun(args + ["--json", str(tmp_path / "two.json")])
+    assert two.returncode == 0, two.stderr[-3000:]
+    a = json.loads((tmp_path / "one.json").read_text())
+    b = json.loads((tmp_path / "two.json").read_text())
+    assert a["recall"] == b["recall"] and a["num_queries"] == b["num_queries"]
+    assert two.stdout.count("report written to") == 1  # one process reports

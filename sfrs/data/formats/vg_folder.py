@@ -91,7 +91,7 @@ def list_vg_splits(dataset_root: PathLike) -> List[str]:
     return known + sorted(s for s in found if s not in _CANONICAL_SPLITS)
 
 
-def _list_images(folder: Path) -> List[str]:
+def list_images(folder: Path) -> List[str]:
     """Absolute image paths under ``folder`` (recursively, following links), sorted by relative path."""
     relative = []
     for current, dirs, files in os.walk(folder, followlinks=True):
@@ -148,7 +148,7 @@ def read_vg_split(dataset_root: PathLike, split: str, name: Optional[str] = None
     lists = {}
     for subset in SUBSETS:
         folder = split_dir / subset
-        paths = _list_images(folder) if folder.is_dir() else []
+        paths = list_images(folder) if folder.is_dir() else []
         if not paths:
             raise DataError(
                 f"{folder}: no .jpg/.jpeg/.png images for split '{split}' "
