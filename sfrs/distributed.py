@@ -11,7 +11,7 @@ import datetime
 import os
 import signal
 import sys
-from typing import Any, List, Optional, Sequence
+from typing import Any, List
 
 import numpy as np
 import torch

@@ -25,3 +25,18 @@ def tiny_city_root(private_cache) -> Path:
     from sfrs.data.synthetic import ensure_synthetic
 
     return ensure_synthetic("tiny", seed=0, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A saved untrained tiny model (``tests.tiny.TINY_MODEL``), seeded."""
+    import torch
+
+    from sfrs.config import Config, build_config
+    from sfrs.models.network import build_network
+    from tests.tiny import TINY_MODEL
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "tiny.pt"
+    build_network(build_config(Config, None, TINY_MODEL).model).save(path)
+    return path

@@ -69,8 +69,6 @@ def main(
     the top-k database images of every query, written to OUTPUT/predictions.csv
     (query, rank, database_image, distance = squared L2; paths relative to the folders)
     and OUTPUT/predictions.png."""
-    from sfrs.data.formats import open_dataset
-    from sfrs.retrieval.evaluate import evaluate, format_report
 
     if visualize < 0:
         raise click.BadParameter("must be 0 or positive", param_hint="--visualize")

@@ -1,7 +1,6 @@
 """``sfrs-train``: SFRS training in generations (also under ``torchrun``)."""
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path
 from typing import Optional, Sequence

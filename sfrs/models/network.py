@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from sfrs.config import ModelConfig, from_dict, to_dict
 from sfrs.errors import CheckpointError, ConfigError
 from sfrs.models.backbones import build_backbone
-from sfrs.models.heads import REGION_NAMES, build_head
+from sfrs.models.heads import build_head
 from sfrs.retrieval.pca import PCAWhitening
 from sfrs.utils.io import atomic_torch_save
 

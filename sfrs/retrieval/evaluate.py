@@ -24,7 +24,6 @@ import torch
 from sfrs.data.geo import Split
 from sfrs.errors import ConfigError, DataError
 from sfrs import distributed
-from sfrs.errors import ConfigError
 from sfrs.retrieval.extract import extract_descriptors, extract_descriptors_sharded
 from sfrs.retrieval.index import search
 from sfrs.retrieval.recall import (

@@ -37,7 +37,6 @@ from sfrs.errors import DataError
 from sfrs.retrieval.extract import extract_descriptors
 from sfrs.retrieval.index import as_matrix, build_index, search_index
 # One weight hash for every cache (soft labels, descriptors); it lives with the soft labels.
-from sfrs.utils.hashing import model_fingerprint as model_weights_hash
 
 LOG = logging.getLogger(__name__)
 

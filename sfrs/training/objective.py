@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional
 
-import torch
 from torch import Tensor
 
 from sfrs.config import GenerationConfig, LossConfig

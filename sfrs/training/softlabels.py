@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Sequence, Union
+from typing import Dict, Sequence, Union
 
 import h5py
 import numpy as np

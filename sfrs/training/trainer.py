@@ -29,7 +29,7 @@ from sfrs.retrieval.evaluate import recall_report
 from sfrs.retrieval.extract import extract_descriptors_sharded
 from sfrs.training.checkpoint import RunPaths, load_state, save_state, set_rng_state
 from sfrs.training.initialise import initialise_network
-from sfrs.training.mining import HardNegativeMiner, TrainingSet, build_training_set, choose_difficult_positives
+from sfrs.training.mining import HardNegativeMiner, build_training_set, choose_difficult_positives
 from sfrs.training.objective import Objective, compute_descriptors
 from sfrs.training.optim import build_optimizer, build_scheduler, build_train_transform
 from sfrs.training.report import write_results

@@ -1,6 +1,5 @@
 """sfrs-eval end to end on the tiny city, and its one-line errors (exit code 2)."""
 import json
-import shutil
 
 import h5py
 import numpy as np

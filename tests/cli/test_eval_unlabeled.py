@@ -3,23 +3,11 @@ import csv
 import shutil
 
 import pytest
-import torch
 from click.testing import CliRunner
 
 from sfrs.cli.eval import main as eval_main
-from sfrs.config import Config, build_config
-from sfrs.models.network import build_network
-from tests.tiny import TINY_MODEL
 
 PNG_MAGIC = b"\x89PNG"
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    build_network(build_config(Config, None, TINY_MODEL).model).save(path)
-    return path
 
 
 @pytest.fixture
@@ -40,10 +28,10 @@ def run(args):
     return result.exit_code, result.output
 
 
-def test_unlabelled__writes_top_k_csv_and_grid(checkpoint, plain_folders, tmp_path):
+def test_unlabelled__writes_top_k_csv_and_grid(tiny_checkpoint, plain_folders, tmp_path):
     queries, database = plain_folders
     out = tmp_path / "pred"
-    code, output = run(["--checkpoint", str(checkpoint), "--queries", str(queries), "--database", str(database),
+    code, output = run(["--checkpoint", str(tiny_checkpoint), "--queries", str(queries), "--database", str(database),
                         "--top-k", "3", "--output", str(out)])
     assert code == 0, output
     rows = list(csv.DictReader((out / "predictions.csv").open()))
@@ -58,27 +46,27 @@ def test_unlabelled__writes_top_k_csv_and_grid(checkpoint, plain_folders, tmp_pa
     assert (out / "predictions.png").read_bytes()[:4] == PNG_MAGIC
 
 
-def test_unlabelled__empty_folder_is_one_line(checkpoint, plain_folders, tmp_path):
+def test_unlabelled__empty_folder_is_one_line(tiny_checkpoint, plain_folders, tmp_path):
     _, database = plain_folders
     (tmp_path / "empty").mkdir()
-    code, output = run(["--checkpoint", str(checkpoint), "--queries", str(tmp_path / "empty"),
+    code, output = run(["--checkpoint", str(tiny_checkpoint), "--queries", str(tmp_path / "empty"),
                         "--database", str(database)])
     assert code == 2 and "Traceback" not in output
     errors = [line for line in output.splitlines() if "error:" in line]
     assert len(errors) == 1 and "empty" in errors[0] and "no " in errors[0]
 
 
-def test_unlabelled__rejects_options_that_need_coordinates(checkpoint, plain_folders):
+def test_unlabelled__rejects_options_that_need_coordinates(tiny_checkpoint, plain_folders):
     queries, database = plain_folders
-    code, output = run(["--checkpoint", str(checkpoint), "--queries", str(queries), "--database", str(database),
+    code, output = run(["--checkpoint", str(tiny_checkpoint), "--queries", str(queries), "--database", str(database),
                         "--dataset", "synthetic:tiny"])
     assert code == 2 and "--dataset" in output
-    code, output = run(["--checkpoint", str(checkpoint), "--queries", str(queries)])
+    code, output = run(["--checkpoint", str(tiny_checkpoint), "--queries", str(queries)])
     assert code == 2 and "--database" in output
 
 
-def test_labelled_visualize__writes_examples_and_failures_next_to_the_json(checkpoint, tiny_city_root, tmp_path):
-    code, output = run(["--checkpoint", str(checkpoint), "--dataset", "synthetic:tiny", "--json",
+def test_labelled_visualize__writes_examples_and_failures_next_to_the_json(tiny_checkpoint, tiny_city_root, tmp_path):
+    code, output = run(["--checkpoint", str(tiny_checkpoint), "--dataset", "synthetic:tiny", "--json",
                         str(tmp_path / "report.json"), "--visualize", "2"])
     assert code == 0, output
     for name in ("report_examples.png", "report_failures.png"):

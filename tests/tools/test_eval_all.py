@@ -8,20 +8,9 @@ import torch
 from click.testing import CliRunner
 
 import sfrs.retrieval.stream as stream_module
-from sfrs.config import Config, build_config
-from sfrs.models.network import build_network
-from tests.tiny import TINY_MODEL
 from tools.eval_all import main as eval_all_main
 
 PNG_MAGIC = b"\x89PNG"
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    build_network(build_config(Config, None, TINY_MODEL).model).save(path)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -50,10 +39,10 @@ def png(path):
 
 
 def test_eval_all__reports_successes_skips_and_failures_and_reuses_descriptors(
-    checkpoint, datasets_root, tmp_path, monkeypatch
+    tiny_checkpoint, datasets_root, tmp_path, monkeypatch
 ):
     out = tmp_path / "out"
-    args = ["--checkpoint", str(checkpoint), "--datasets-root", str(datasets_root), "--output", str(out),
+    args = ["--checkpoint", str(tiny_checkpoint), "--datasets-root", str(datasets_root), "--output", str(out),
             "--datasets", "pitts30k,st_lucia,tokyo247,pitts250k", "--pca", "8", "--visualize", "2",
             "--compare", "--batch-size", "16"]
     result = run(args)
@@ -100,8 +89,8 @@ def test_eval_all__reports_successes_skips_and_failures_and_reuses_descriptors(
     assert json.loads((out / "report.json").read_text())["results"]["pitts30k"]["recall"] == entry["recall"]
 
 
-def test_eval_all__nothing_missing_or_broken_exits_0_and_lists_unrequested_nothing(checkpoint, datasets_root, tmp_path):
-    result = run(["--checkpoint", str(checkpoint), "--datasets-root", str(datasets_root),
+def test_eval_all__nothing_missing_or_broken_exits_0_and_lists_unrequested_nothing(tiny_checkpoint, datasets_root, tmp_path):
+    result = run(["--checkpoint", str(tiny_checkpoint), "--datasets-root", str(datasets_root),
                   "--output", str(tmp_path), "--datasets", "st_lucia", "--index", "HNSW32"])
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "report.json").read_text())
@@ -109,8 +98,8 @@ def test_eval_all__nothing_missing_or_broken_exits_0_and_lists_unrequested_nothi
     assert report["results"]["st_lucia"]["index"] == "HNSW32"
 
 
-def test_eval_all__checkpoint_of_another_architecture_is_one_line(checkpoint, datasets_root, tmp_path):
-    payload = torch.load(checkpoint, weights_only=False)
+def test_eval_all__checkpoint_of_another_architecture_is_one_line(tiny_checkpoint, datasets_root, tmp_path):
+    payload = torch.load(tiny_checkpoint, weights_only=False)
     payload["model_config"].update(head="gem", head_options={})  # NetVLAD weights, GeM described
     torch.save(payload, tmp_path / "other.pt")
     result = run(["--checkpoint", str(tmp_path / "other.pt"), "--datasets-root", str(datasets_root),
@@ -120,7 +109,7 @@ def test_eval_all__checkpoint_of_another_architecture_is_one_line(checkpoint, da
     assert len(errors) == 1 and "other.pt" in errors[0] and "gem" in errors[0] and "Traceback" not in result.output
 
 
-def test_eval_all__unknown_dataset_name_is_one_line(checkpoint, datasets_root, tmp_path):
-    result = run(["--checkpoint", str(checkpoint), "--datasets-root", str(datasets_root),
+def test_eval_all__unknown_dataset_name_is_one_line(tiny_checkpoint, datasets_root, tmp_path):
+    result = run(["--checkpoint", str(tiny_checkpoint), "--datasets-root", str(datasets_root),
                   "--output", str(tmp_path), "--datasets", "pits30k"])
     assert result.exit_code == 2 and "unknown data set 'pits30k'" in result.stderr

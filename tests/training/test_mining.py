@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 
 from sfrs.data.geo import Split
 from sfrs.training.mining import HardNegativeMiner, build_training_set, choose_difficult_positives
