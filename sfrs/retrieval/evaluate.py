@@ -32,7 +32,8 @@ from sfrs.retrieval.recall import (
     recall_from_predictions,
     spatial_nms,
 )
-from sfrs.retrieval.stream import HDF5Descriptors, descriptor_fingerprint, extract_to_hdf5, model_weights_hash, search_hdf5
+from sfrs.retrieval.stream import HDF5Descriptors, descriptor_fingerprint, extract_to_hdf5, search_hdf5
+from sfrs.utils.hashing import model_fingerprint as model_weights_hash
 from sfrs.utils.io import atomic_path
 
 #: (N, D) descriptors: an in-memory array or rows streamed to HDF5.

@@ -52,7 +52,7 @@ MISMATCH_POLICIES = ("restart", "refuse")
 def descriptor_fingerprint(model_hash: str, paths: Sequence[str], transform: Any, dtype: Any) -> str:
     """16 hex digits naming everything that determines the stored rows.
 
-    ``model_hash`` comes from :func:`model_weights_hash` (every parameter and buffer, PCA
+    ``model_hash`` comes from :func:`sfrs.utils.hashing.model_fingerprint` (every parameter and buffer, PCA
     included; computed once per model, not per file: hashing VGG16 weights takes a
     second). The transform enters through its ``repr`` (torchvision ``Compose`` lists
     sizes, interpolation and normalisation); ``paths`` as given, so a moved data set is

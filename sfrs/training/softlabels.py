@@ -27,7 +27,8 @@ from torch.utils.data import DataLoader
 
 from sfrs.data.images import ImageListDataset
 from sfrs.errors import DataError
-from sfrs.models.network import REGION_NAMES, GeoNet
+from sfrs.models.heads import REGION_NAMES
+from sfrs.models.network import GeoNet
 from sfrs.utils.io import atomic_path
 
 

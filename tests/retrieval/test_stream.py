@@ -16,9 +16,9 @@ from sfrs.retrieval.stream import (
     HDF5Descriptors,
     descriptor_fingerprint,
     extract_to_hdf5,
-    model_weights_hash,
     search_hdf5,
 )
+from sfrs.utils.hashing import model_fingerprint as model_weights_hash
 from tests.tiny import TINY_MODEL
 
 
