@@ -10,10 +10,12 @@ Every measurement goes through the project's own ``sfrs.retrieval.index.build_in
   normalised (each query lies near a database point, as a re-visited place does).
 
 For each (N, D) the parent generates the data once and saves it to a temporary ``.npy``;
-each index then runs in a fresh subprocess that loads the data, takes its baseline peak RSS
-(``resource.getrusage(RUSAGE_SELF).ru_maxrss``), builds the index, times ``--repeats``
+each index then runs in a fresh subprocess that loads the data, resets its peak RSS (VmHWM,
+via /proc/self/clear_refs) to its current RSS, builds the index, times ``--repeats``
 searches of the whole query batch (after a warm-up on 16 queries) and reports the median,
-and the increase of its peak RSS over the baseline ("peak MB over data"). The Flat
+and its peak RSS minus the RSS after loading ("peak MB over data"). ``ru_maxrss`` is only the
+fallback where /proc is missing: Linux keeps it across execve, so a child starts with the RSS
+its parent had at fork (this inflated 10k x 4096 to +842 MB for every index). The Flat
 (exact) subprocess runs first and saves its top-k indices; the approximate indexes' recall@k
 is the fraction of those exact top-k rows they return (Flat's own recall is 1 by
 definition).
@@ -23,11 +25,11 @@ random database rows, nprobe ``--nprobe``; ``HNSW32`` with ef_search ``--ef-sear
 ``IVF{n},PQ{m}np`` (m = ``--pq-m`` bytes per vector) for D >= ``--pq-min-dim`` only. The ``np``
 suffix turns off the polysemous training that faiss' factory adds to a plain ``PQ{m}``: search_index
 never uses it (``polysemous_ht`` stays 0, same results), and it is a fixed cost of minutes
-(IVF400,PQ64 on 10k x 4096: 106 s to build vs 17 s with ``np``, identical top-10, checked once
-on this machine); ``--pq-suffix ''`` measures the factory default.
+(IVF400,PQ64 on 10k x 4096: 106 s to build vs 17 s with ``np`` and the same neighbours in a
+spot check, measured once on this machine); ``--pq-suffix ''`` measures the factory default.
 
 Skips (printed and listed in the docs): an (N, D) whose estimated memory (database + Flat
-copy + queries, the largest of its indexes) exceeds ``--max-gb``; an HNSW index whose build
+copy + queries, or IVF-PQ's add temporaries, the largest of its indexes) exceeds ``--max-gb``; an HNSW index whose build
 time, extrapolated (N log N) from HNSW at the largest smaller N of the same D in this run,
 exceeds ``--max-build-s`` (0 = never skip). A subprocess still running after ``--timeout`` s is
 killed and reported as such.
@@ -72,26 +74,29 @@ def _normalise_rows(x: np.ndarray) -> None:
 
 
 def make_data(num: int, dim: int, num_queries: int, centres: int, noise: float,
-              query_noise: float, seed: int) -> Tuple[np.ndarray, np.ndarray]:
-    """Clustered unit vectors (num, dim) and queries near random database rows, float32."""
+              query_noise: float, seed: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Clustered unit vectors (num, dim) and queries near random database rows, float32,
+    with the centre of each database row and of each query's source row."""
     rng = np.random.default_rng([seed, num, dim])
     centre = rng.standard_normal((min(centres, num), dim), dtype=np.float32)
     _normalise_rows(centre)
     database = np.empty((num, dim), dtype=np.float32)
     sigma = np.float32(noise / math.sqrt(dim))  # noise vector of expected norm `noise`
+    labels = rng.integers(0, centre.shape[0], num, dtype=np.int32)
     rows = max(1, CHUNK_ELEMENTS // dim)
     for start in range(0, num, rows):
         stop = min(start + rows, num)
         chunk = database[start:stop]
         rng.standard_normal(out=chunk, dtype=np.float32)
         chunk *= sigma
-        chunk += centre[rng.integers(0, centre.shape[0], stop - start)]
+        chunk += centre[labels[start:stop]]
         _normalise_rows(chunk)
+    source = rng.integers(0, num, num_queries)
     queries = rng.standard_normal((num_queries, dim), dtype=np.float32)
     queries *= np.float32(query_noise / math.sqrt(dim))
-    queries += database[rng.integers(0, num, num_queries)]
+    queries += database[source]
     _normalise_rows(queries)
-    return database, queries
+    return database, queries, labels, labels[source]
 
 
 def nlist_for(num: int) -> int:
@@ -123,12 +128,19 @@ def estimated_bytes(num: int, dim: int, index: str, args: argparse.Namespace) ->
         return data + num * (dim * 4 + 8) + nlist * dim * 4 + train
     if kind(index) == "HNSW":
         return data + num * (dim * 4 + 2 * 32 * 4 + 64)
-    # IVF-PQ: faiss adds in blocks of 65536 rows, holding their residuals and, when the
-    # sub-vectors have >= 16 dimensions, a (rows, m, 256) float distance table (BLAS encoding).
-    block = min(num, 65536)
-    tables = block * args.pq_m * 256 * 4 if dim // args.pq_m >= 16 else 0
-    return (data + num * (args.pq_m + 8) + nlist * dim * 4 + train + block * dim * 4 + tables
-            + nlist * args.pq_m * 256 * 4)
+    return data + num * (args.pq_m + 8) + nlist * dim * 4 + train + pq_add_bytes(num, dim, args.pq_m) \
+        + nlist * args.pq_m * 256 * 4
+
+
+PQ_ADD_BLOCK = 32768  # faiss' index_ivfpq_add_core_o_bs
+
+
+def pq_add_bytes(num: int, dim: int, m: int) -> int:
+    """Temporaries of faiss' IndexIVFPQ.add: per block of 32768 rows their residuals and, when
+    the sub-vectors have >= 16 dimensions, a (rows, m, 256) float32 table of distances to the
+    PQ centroids (ProductQuantizer.compute_codes' BLAS path)."""
+    block = min(num, PQ_ADD_BLOCK)
+    return block * dim * 4 + (block * m * 256 * 4 if dim // m >= 16 else 0)
 
 
 # ----------------------------------------------------------------------------- worker
@@ -138,15 +150,36 @@ def _maxrss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / MB
 
 
-def _rss_mb() -> float:
-    """Current resident set size (Linux); the peak so far elsewhere."""
+def _status_mb(field: str) -> Optional[float]:
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
-    return _maxrss_mb()
+    return None
+
+
+def _reset_peak() -> bool:
+    """Reset this process's peak RSS (VmHWM) to its current RSS (Linux >= 4.0)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def memory_probe():
+    """(baseline MB, peak function, method) for the peak-over-baseline measurement.
+
+    On Linux: reset VmHWM to the current RSS and read VmHWM at the end. ``ru_maxrss`` is
+    not usable as such in a subprocess: Linux keeps it across ``execve``, so a child starts
+    with the RSS its parent had when it forked (1 GB here after the 1M x 256 data).
+    """
+    if _status_mb("VmHWM") is not None and _reset_peak():
+        return _status_mb("VmRSS"), lambda: _status_mb("VmHWM"), "VmHWM"
+    return _maxrss_mb(), _maxrss_mb, "ru_maxrss"
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -158,7 +191,7 @@ def worker(args: argparse.Namespace) -> None:
 
     database = np.load(args.data)
     queries = np.load(args.query_file)
-    baseline = _rss_mb()
+    baseline, peak_mb, method = memory_probe()
     num = database.shape[0]
 
     train = None
@@ -180,7 +213,7 @@ def worker(args: argparse.Namespace) -> None:
         start = time.perf_counter()
         _, indices = search_index(built, queries, args.k)
         times.append(time.perf_counter() - start)
-    peak = _maxrss_mb() - baseline
+    peak = peak_mb() - baseline
 
     if args.worker == "Flat":
         np.save(args.gt, indices)
@@ -190,7 +223,8 @@ def worker(args: argparse.Namespace) -> None:
         hits = (indices[:, :, None] == exact[:, None, :]).any(axis=2)
         recall = float(hits.sum()) / exact.size
     print(json.dumps({"build_s": build_s, "search_s": statistics.median(times), "times_s": times,
-                      "recall": recall, "peak_mb": peak, "baseline_mb": baseline}))
+                      "recall": recall, "peak_mb": peak, "baseline_mb": baseline,
+                      "memory_method": method}))
 
 
 # ----------------------------------------------------------------------------- parent
@@ -312,12 +346,32 @@ def interpretation(rows: List[Dict], k: int) -> List[str]:
     return out
 
 
+def cpu_seconds() -> Tuple[float, float]:
+    """(CPU seconds all processes have been busy, CPU seconds of this process + its children)."""
+    busy = float("nan")
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        busy = (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # minus idle, iowait
+    except (OSError, ValueError, IndexError):
+        pass
+    own = sum(getattr(resource.getrusage(who), field)
+              for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+              for field in ("ru_utime", "ru_stime"))
+    return busy, own
+
+
 def render(args: argparse.Namespace, rows: List[Dict], skipped: List[str], load_before: str,
-           load_after: str, total_s: float, plot_path: Path) -> str:
+           load_after: str, total_s: float, plot_path: Path, own: Dict[Tuple[int, int], float],
+           others_cores: float) -> str:
     from benchmarks.common import cpu_name
     import faiss
 
     argv = " ".join(sys.argv[1:])
+    methods = {r.get("memory_method") for r in rows if "search_ms" in r}
+    memory_text = ("`VmHWM` of /proc/self/status; `ru_maxrss` is unusable in a child because Linux "
+                   "carries the parent's RSS at fork across execve" if methods == {"VmHWM"}
+                   else "`resource.getrusage(RUSAGE_SELF).ru_maxrss`, not resettable: includes "
+                   "the parent's RSS at fork where that is larger")
     pq_note = (" (`np`: without the polysemous training faiss' factory adds to `PQ{m}`, which "
                "search_index does not use)" if args.pq_suffix == "np" else "")
     lines = [
@@ -327,8 +381,10 @@ def render(args: argparse.Namespace, rows: List[Dict], skipped: List[str], load_
         f"Machine: {os.cpu_count()} CPUs ({cpu_name()}), faiss {faiss.__version__} (CPU, "
         f"{faiss.omp_get_max_threads()} OpenMP threads), numpy {np.__version__}, Python "
         f"{platform.python_version()}, {time.strftime('%Y-%m-%d')}; load average before the run "
-        f"{load_before}, after {load_after}. **Another long job shared the CPUs during this run: "
-        f"times are noisy (memory and recall are not).** Total run time {total_s / 60:,.1f} min.",
+        f"{load_before}, after {load_after}; other processes kept {others_cores:.2f} of the "
+        f"{os.cpu_count()} CPUs busy on average during the run (from /proc/stat minus this run's own "
+        f"CPU time). **The machine was shared with other jobs: times are noisy (memory and recall "
+        f"are not).** Total run time {total_s / 60:,.1f} min.",
         "",
         f"Workload: clustered random unit vectors, float32 ({args.centres:,} Gaussian centres, noise "
         f"norm {args.noise} relative to a unit centre, normalised); {args.queries:,} queries = random "
@@ -339,9 +395,10 @@ def render(args: argparse.Namespace, rows: List[Dict], skipped: List[str], load_
         f"vector for D >= {args.pq_min_dim}{pq_note}. Search time = median of {args.repeats} searches of the "
         f"whole query batch after a 16-query warm-up, given per 1000 queries. Recall@{args.k} = "
         f"fraction of the exact (Flat) top-{args.k} returned, Flat computed once per (N, D). Each "
-        f"(N, D, index) runs in a fresh process; peak MB over data = its peak RSS "
-        f"(`ru_maxrss`) minus its current RSS after loading the data (database + queries); data MB = the "
-        f"database alone (MB = 2^20 bytes).",
+        f"(N, D, index) runs in a fresh process; peak MB over data = its peak RSS minus its RSS "
+        f"after loading the data (database + queries), with the peak ({memory_text}) reset to the "
+        f"current RSS at that point, so it is the memory the index build and search add; data MB "
+        f"= the database alone (MB = 2^20 bytes).",
         "",
         f"| N | D | index | build s | search ms / 1000 queries | QPS | recall@{args.k} vs Flat "
         f"| peak MB over data | data MB |",
@@ -359,6 +416,27 @@ def render(args: argparse.Namespace, rows: List[Dict], skipped: List[str], load_
                          f"| | | | | {r['data_mb']:,.0f} |")
     if skipped:
         lines += ["", "Skipped: " + "; ".join(skipped) + "."]
+    if own:
+        def ivf_recall(n: int, d: int) -> str:
+            hit = [r for r in rows if (r["N"], r["D"], r["kind"]) == (n, d, "IVF") and "recall" in r]
+            return f", IVF recall {hit[0]['recall']:.3f}" if hit else ""
+
+        per_centre = ", ".join(f"{fmt_n(n)} x {d}: {100 * v:.0f}% (N / centres = "
+                               f"{n / min(args.centres, n):,.3g}{ivf_recall(n, d)})"
+                               for (n, d), v in own.items())
+        lines += ["", f"Share of the exact top-{args.k} lying in the query's own cluster (from the Flat "
+                      f"results): {per_centre}. A high share means the true neighbours form one tight "
+                      f"cluster, which the IVF k-means lists capture: the synthetic data's structure, "
+                      f"not a property of real descriptors, sets how easy it is for IVF."]
+    pq_rows = [r for r in rows if r["kind"] == "IVF-PQ" and "peak_mb" in r]
+    if pq_rows:
+        notes = ", ".join(f"{fmt_n(r['N'])} x {r['D']}: {pq_add_bytes(r['N'], r['D'], args.pq_m) / MB:,.0f} "
+                          f"MB of add temporaries vs {r['peak_mb']:,.0f} MB measured" for r in pq_rows)
+        lines += ["", f"IVF-PQ stores {args.pq_m + 8} bytes per vector (code + id), but its build "
+                      f"needs temporary memory: faiss' `IndexIVFPQ.add` encodes blocks of {PQ_ADD_BLOCK:,} rows "
+                      f"with their float32 residuals and, for sub-vectors of >= 16 dimensions, a "
+                      f"(rows, m, 256) float32 distance table ({notes}; the rest is the training "
+                      f"sample and centroids)."]
     lines += ["", *interpretation(rows, args.k)]
     try:
         rel = plot_path.resolve().relative_to((REPO / "docs").resolve())
@@ -406,10 +484,12 @@ def main() -> None:
         return
 
     started = time.perf_counter()
+    busy_start, own_start = cpu_seconds()
     load_before = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     budget = args.max_gb * 2 ** 30
     rows: List[Dict] = []
     skipped: List[str] = []
+    own: Dict[Tuple[int, int], float] = {}
     with tempfile.TemporaryDirectory(prefix="index_scaling_") as tmp:
         for dim in args.dims:
             for num in sorted(args.sizes):
@@ -423,7 +503,7 @@ def main() -> None:
                     skipped.append(why)
                     continue
                 start = time.perf_counter()
-                database, queries = make_data(num, dim, args.queries, args.centres, args.noise,
+                database, queries, labels, query_labels = make_data(num, dim, args.queries, args.centres, args.noise,
                                               args.query_noise, args.seed)
                 paths = {"data": os.path.join(tmp, "data.npy"),
                          "queries": os.path.join(tmp, "queries.npy"),
@@ -448,6 +528,9 @@ def main() -> None:
                         if "skipped" not in result:
                             row["search_ms"] = result["search_s"] * 1000 * 1000 / args.queries
                             row["qps"] = args.queries / result["search_s"]
+                            if name == "Flat":  # how much of the exact top-k is the query's cluster
+                                exact = np.load(paths["gt"])
+                                own[(num, dim)] = float((labels[exact] == query_labels[:, None]).mean())
                     if "skipped" in row:
                         flat_ok = flat_ok and name != "Flat"
                         skipped.append(f"`{name}` at N={fmt_n(num)} x D={dim}: {row['skipped']}")
@@ -464,11 +547,14 @@ def main() -> None:
                     if os.path.exists(path):
                         os.remove(path)
     total_s = time.perf_counter() - started
+    busy_end, own_end = cpu_seconds()
+    others_cores = max(0.0, (busy_end - busy_start) - (own_end - own_start)) / total_s
     load_after = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     measured = [r for r in rows if "search_ms" in r]
     if not args.no_write and measured:
         plot(measured, args.plot, args.k)
-    block = render(args, rows, skipped, load_before, load_after, total_s, args.plot)
+    block = render(args, rows, skipped, load_before, load_after, total_s, args.plot, own,
+                   others_cores)
     print(block)
     print(f"total run time {total_s:.0f} s", file=sys.stderr)
     if not args.no_write:
