@@ -4,8 +4,11 @@ from __future__ import annotations
 import os
 import platform
 import re
+import resource
+import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -47,3 +50,42 @@ def write_block(name: str, block: str, path: Path = DOCS) -> None:
         text = text.rstrip("\n") + "\n\n" + body + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
+
+
+def _maxrss_mb() -> float:
+    scale = 1.0 if sys.platform == "darwin" else 1024.0  # KiB on Linux, bytes on macOS
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
+
+
+def _status_mb(field: str) -> Optional[float]:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak() -> bool:
+    """Reset this process's peak RSS (VmHWM) to its current RSS (Linux >= 4.0)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def memory_probe():
+    """(baseline MB, peak function, method) for the peak-over-baseline measurement.
+
+    On Linux: reset VmHWM to the current RSS and read VmHWM at the end. ``ru_maxrss`` is
+    not usable as such in a subprocess: Linux keeps it across ``execve``, so a child starts
+    with the RSS its parent had when it forked (1 GB here after the 1M x 256 data).
+    """
+    if _status_mb("VmHWM") is not None and _reset_peak():
+        return _status_mb("VmRSS"), lambda: _status_mb("VmHWM"), "VmHWM"
+    return _maxrss_mb(), _maxrss_mb, "ru_maxrss"
+
+

@@ -63,6 +63,8 @@ if str(REPO) not in sys.path:
 
 import numpy as np  # noqa: E402
 
+from benchmarks.common import memory_probe  # noqa: E402
+
 MB = 2 ** 20
 CHUNK_ELEMENTS = 1 << 24  # 64 MB of float32 per generated chunk
 
@@ -144,43 +146,6 @@ def pq_add_bytes(num: int, dim: int, m: int) -> int:
 
 
 # ----------------------------------------------------------------------------- worker
-
-def _maxrss_mb() -> float:
-    scale = 1.0 if sys.platform == "darwin" else 1024.0  # KiB on Linux, bytes on macOS
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / MB
-
-
-def _status_mb(field: str) -> Optional[float]:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
-
-
-def _reset_peak() -> bool:
-    """Reset this process's peak RSS (VmHWM) to its current RSS (Linux >= 4.0)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as handle:
-            handle.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def memory_probe():
-    """(baseline MB, peak function, method) for the peak-over-baseline measurement.
-
-    On Linux: reset VmHWM to the current RSS and read VmHWM at the end. ``ru_maxrss`` is
-    not usable as such in a subprocess: Linux keeps it across ``execve``, so a child starts
-    with the RSS its parent had when it forked (1 GB here after the 1M x 256 data).
-    """
-    if _status_mb("VmHWM") is not None and _reset_peak():
-        return _status_mb("VmRSS"), lambda: _status_mb("VmHWM"), "VmHWM"
-    return _maxrss_mb(), _maxrss_mb, "ru_maxrss"
-
 
 def worker(args: argparse.Namespace) -> None:
     from sfrs.retrieval.index import build_index, search_index

@@ -7,7 +7,7 @@ conv5_3 maps of 480x640 images (30x40x512, K = 64).
 
 Each variant runs forward + backward (gradients w.r.t. the features, the centroids and the
 assignment weights) in a fresh subprocess. Peak memory is the increase of the process's
-peak RSS (``resource.getrusage().ru_maxrss``) over its baseline taken after the inputs are
+peak RSS (``VmHWM``, reset through /proc/self/clear_refs) over its baseline taken after the inputs are
 allocated and a tiny warm-up has loaded the kernels; on CUDA it is
 ``torch.cuda.max_memory_allocated`` over the allocated baseline. Time is the median over
 ``--repeats`` runs after ``--warmup`` runs. Both variants share parameters and inputs
@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -41,7 +40,7 @@ if str(REPO) not in sys.path:
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from benchmarks.common import cpu_name, write_block  # noqa: E402
+from benchmarks.common import cpu_name, memory_probe, write_block  # noqa: E402
 from sfrs.models.heads import NetVLAD  # noqa: E402
 
 VARIANTS = {
@@ -64,12 +63,6 @@ def materialised_netvlad(head: NetVLAD, x: torch.Tensor) -> torch.Tensor:
     vlad = F.normalize(vlad, p=2, dim=2)
     vlad = vlad.view(x.size(0), -1)
     return F.normalize(vlad, p=2, dim=1)
-
-
-def _rss_mb() -> float:
-    # ru_maxrss is in KiB on Linux, bytes on macOS.
-    scale = 1.0 if sys.platform == "darwin" else 1024.0
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
 
 
 def _make(args: argparse.Namespace, batch: int, height: int, width: int, device: torch.device):
@@ -98,7 +91,7 @@ def worker(args: argparse.Namespace) -> None:
         torch.cuda.reset_peak_memory_stats(device)
         baseline = torch.cuda.memory_allocated(device) / 2**20
     else:
-        baseline = _rss_mb()
+        baseline, peak_rss, _ = memory_probe()
     times: List[float] = []
     out = None
     for i in range(args.warmup + args.repeats):
@@ -110,7 +103,7 @@ def worker(args: argparse.Namespace) -> None:
             torch.cuda.synchronize(device)
         if i >= args.warmup:
             times.append(time.perf_counter() - start)
-    peak = (torch.cuda.max_memory_allocated(device) / 2**20 if cuda else _rss_mb()) - baseline
+    peak = (torch.cuda.max_memory_allocated(device) / 2**20 if cuda else peak_rss()) - baseline
     torch.save(
         {
             "out": out.detach().cpu(),
@@ -146,8 +139,8 @@ def render(args: argparse.Namespace, results: Dict[str, Dict], diffs: Dict[str, 
         machine = (f"{os.cpu_count()} CPUs ({cpu_name()}), {torch.get_num_threads()} torch threads, "
                    f"load average before the run {load} (other jobs share the CPUs: times are "
                    f"noisy, memory is not), ")
-        memory = ("peak RSS increase (`resource.getrusage(...).ru_maxrss`) over the process "
-                  "baseline taken after the inputs are allocated")
+        memory = ("peak RSS increase (`VmHWM` of /proc/self/status, reset to the current RSS once the "
+                  "inputs are allocated) over that baseline")
     argv = " ".join(sys.argv[1:])
     vgg = " (VGG16 conv5_3 of a 480x640 image)" if (args.dim, args.height, args.width) == (512, 30, 40) else ""
     lines = [
