@@ -112,7 +112,7 @@ def main() -> None:
         "Command: `python benchmarks/distributed_extraction.py" + (" " + " ".join(sys.argv[1:]) if sys.argv[1:] else "") + "`  ",
         f"Machine: {machine_description()}.",
         "",
-        f"Workload: synthetic:{args.size}, default model (small CNN + NetVLAD-16, 96x128). Cache refresh = "
+        f"Workload: synthetic:{args.size}, untrained default model (small CNN + NetVLAD-16, 96x128; timing only, hence the low recall). Cache refresh = "
         f"{first['images_refresh']:,} training images; evaluation = {first['images_eval']:,} validation images + "
         "exact faiss search. Each variant in fresh processes after a warm-up batch; gloo backend.",
         "",
