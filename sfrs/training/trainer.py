@@ -25,7 +25,7 @@ from sfrs.data.geo import Split
 from sfrs.errors import ConfigError, SfrsError
 from sfrs.retrieval.visual import retrieval_grid
 from sfrs.models.network import GeoNet, build_network, network_from_payload
-from sfrs.retrieval.evaluate import recall_report
+from sfrs.retrieval.evaluate import evaluate
 from sfrs.retrieval.extract import extract_descriptors_sharded
 from sfrs.training.checkpoint import RunPaths, load_state, save_state, set_rng_state
 from sfrs.training.initialise import initialise_network
@@ -473,20 +473,15 @@ class SFRSTrainer:
         )
 
     def _evaluate(self, model, split: Split) -> Tuple[Dict[str, Any], Optional[np.ndarray]]:
-        """Recall@N on ``split``: sharded extraction, one search (main process), the
-        report broadcast to every process."""
-        started = time.perf_counter()
-        database = self._extract(model, split.database_paths, f"{split.split} database")
-        queries = self._extract(model, split.query_paths, f"{split.split} queries")
-        extracted = time.perf_counter() - started
-        report, predictions = None, None
-        if distributed.is_main():
-            report, predictions = recall_report(
-                split, database, queries, ns=(1, 5, 10, 20), threshold=self.config.data.eval_positive_radius,
-                index=self.config.eval.index,
-            )
-            report["seconds"]["extract"] = extracted
-        return distributed.broadcast_object(report), predictions
+        """Recall@N on ``split`` (sharded extraction, one search on the main process); the
+        report reaches every process, the predictions only the main one."""
+        evaluation = evaluate(
+            model, split, device=self.device, batch_size=self.config.data.batch_size,
+            num_workers=self.config.data.num_workers, ns=(1, 5, 10, 20),
+            threshold=self.config.data.eval_positive_radius, index=self.config.eval.index, progress=self.progress,
+        )
+        report = evaluation.report if evaluation is not None else None
+        return distributed.broadcast_object(report), evaluation.predictions if evaluation is not None else None
 
     def _update_best(self, model, val_report, g, epoch, epoch_path) -> None:
         metric = self.config.train.best_metric
