@@ -118,8 +118,10 @@ class SFRSTrainer:
             f"{', k-reciprocal re-ranked' if cfg.mining.rerank else ''})",
             f"epoch: {queries:,} tuples, {steps:,} steps of {tps} tuples, cache refresh every "
             f"{cfg.mining.cache_refresh:,} queries ({chunks} per epoch, {cache_mb:.1f} MB of descriptors each)",
-            f"optimiser: {cfg.optim.optimizer} lr {cfg.optim.lr:g}, momentum {cfg.optim.momentum:g}, weight decay "
-            f"{cfg.optim.weight_decay:g}, lr x{cfg.optim.lr_gamma:g} every {cfg.optim.lr_step_epochs} epochs of a generation",
+            f"optimiser: {cfg.optim.optimizer} lr {cfg.optim.lr:g}"
+            + (f", momentum {cfg.optim.momentum:g}" if cfg.optim.optimizer == "sgd" else "")
+            + f", weight decay {cfg.optim.weight_decay:g}, lr x{cfg.optim.lr_gamma:g} every "
+            f"{cfg.optim.lr_step_epochs} epochs of a generation",
             "schedule:",
         ]
         total_steps = 0
