@@ -298,12 +298,17 @@ def load_yaml(path: Union[str, Path]) -> Dict[str, Any]:
     return data
 
 
-def merge(base: Dict[str, Any], update: Mapping[str, Any]) -> Dict[str, Any]:
-    """Recursive dict merge; ``update`` wins. Lists are replaced, not merged."""
+def merge(cls: type, base: Dict[str, Any], update: Mapping[str, Any]) -> Dict[str, Any]:
+    """Merge ``update`` into ``base`` following the dataclass ``cls``: a section (a nested
+    dataclass) is merged key by key; any other value, including a free-form mapping such
+    as ``model.head_options`` and lists, is replaced as a whole. Unknown keys are kept for
+    :func:`from_dict` to reject with their full name."""
+    hints = typing.get_type_hints(cls)
     out = dict(base)
     for key, value in update.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) and key != "head_options":
-            out[key] = merge(out[key], value)
+        field_type = hints.get(key)
+        if dataclasses.is_dataclass(field_type) and isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(field_type, out[key], value)
         else:
             out[key] = value
     return out
@@ -333,7 +338,7 @@ def build_config(
     """Defaults <- YAML file <- ``direct`` dotted values (CLI flags) <- ``--set`` overrides."""
     data = to_dict(cls())
     if yaml_path is not None:
-        data = merge(data, load_yaml(yaml_path))
+        data = merge(cls, data, load_yaml(yaml_path))
     for dotted, value in (direct or {}).items():
         if value is not None:
             data = _set_dotted(data, dotted.split("."), value)

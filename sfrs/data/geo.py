@@ -41,6 +41,8 @@ class Split:
     database_place_ids: Optional[np.ndarray] = None
     query_attributes: Dict[str, np.ndarray] = field(default_factory=dict)
     protocol: str = "standard"
+    # ground truth per radius, computed once: evaluation, reports and galleries all ask
+    _positives: Dict[float, List[np.ndarray]] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         for name, paths, utm in (
@@ -71,8 +73,12 @@ class Split:
         return len(self.query_paths)
 
     def positives(self, radius: float = EVAL_POSITIVE_RADIUS_M) -> List[np.ndarray]:
-        """Database indices within ``radius`` metres of each query, nearest first."""
-        return positives_within(self.query_utm, self.database_utm, radius)
+        """Database indices within ``radius`` metres of each query, nearest first
+        (computed once per radius; treat the arrays as read-only)."""
+        key = float(radius)
+        if key not in self._positives:
+            self._positives[key] = positives_within(self.query_utm, self.database_utm, radius)
+        return self._positives[key]
 
     def summary(self) -> str:
         return (

@@ -47,10 +47,6 @@ class GeoNet(nn.Module):
         self.pca: Optional[PCAWhitening] = None
 
     # -- descriptors -----------------------------------------------------------------
-    def features(self, images: Tensor) -> Tensor:
-        """Backbone feature map (B, C, h, w)."""
-        return self.backbone(images)
-
     def forward(self, images: Tensor, regions: bool = False) -> Tensor:
         """(B, D) global descriptors, or with ``regions=True`` the head's (B, 9, D_head)
         region descriptors (training goes through here so that DistributedDataParallel

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Sequence, Union
+from typing import Sequence, Union
 
 import h5py
 import numpy as np
@@ -126,10 +126,3 @@ def teacher_similarities(
         teacher.train(was_training)
     return out
 
-
-def label_summary(labels: SoftLabels) -> Dict[str, float]:
-    valid = labels.positive_ids >= 0
-    return {
-        "queries": float(len(labels.query_ids)),
-        "mean_difficult_positives": float(valid.sum(1).mean()),
-    }

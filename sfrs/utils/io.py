@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import tempfile
@@ -43,10 +42,3 @@ def atomic_torch_save(obj: Any, path: PathLike) -> None:
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
 
-
-def file_sha256(path: PathLike, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()

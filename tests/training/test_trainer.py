@@ -43,8 +43,8 @@ def test_run__writes_results_checkpoints_and_labels(uninterrupted):
     on_disk = json.loads((output / "results.json").read_text())
     assert on_disk["complete"] and on_disk["best"]["metric"] == "val R@5"
     assert "| gen |" in (output / "results.md").read_text()
-    for name in ("best.pt", "final.pt", "checkpoints/gen0_ep0.pt", "checkpoints/gen1_final.pt", "config.yaml"):
-        assert (output / name).exists() or name == "config.yaml"
+    for name in ("best.pt", "final.pt", "checkpoints/gen0_ep0.pt", "checkpoints/gen1_final.pt", "checkpoints/last.pt"):
+        assert (output / name).exists(), name
     assert load_network(output / "best.pt").out_dim == load_network(output / "final.pt").out_dim
     labels = read_soft_labels(output / "softlabels" / "gen1.h5")
     assert labels.similarities.shape[1:] == (3, 9) and labels.teacher_temperature == 0.07
