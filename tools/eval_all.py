@@ -5,9 +5,9 @@
     python tools/eval_all.py --checkpoint best.pt --datasets-root /data --datasets pitts30k,tokyo247 \\
         --pca 4096 --half --visualize 8 --compare
 
-Benchmarks are discovered with ``sfrs.data.conventions.find_datasets`` and evaluated with
-their conventions (radius, query resizing, Tokyo 24/7 spatial NMS); see
-``sfrs/retrieval/report_all.py`` for the outputs. Descriptors are streamed to
+Benchmarks are discovered with ``sfrs.data.find_datasets`` and evaluated with their
+conventions (radius, query resizing, Tokyo 24/7 spatial NMS); see
+``sfrs/reports/transfer.py`` for the outputs. Descriptors are streamed to
 ``OUTPUT/descriptors/``: rerun the same command after an interruption and finished
 extraction is reused.
 
@@ -54,7 +54,7 @@ def main(
     no_progress: bool, debug: bool,
 ) -> None:
     """Evaluate CHECKPOINT on every benchmark under --datasets-root; write report.md/csv/json and plots."""
-    from sfrs.retrieval.report_all import EvalAllOptions, run_all
+    from sfrs.reports import EvalAllOptions, run_all
 
     given = {
         "datasets": tuple(p.strip() for p in datasets.split(",") if p.strip()) if datasets else None,

@@ -13,6 +13,7 @@ import click
 from sfrs import distributed
 from sfrs.cli.common import DEBUG_OPTION, report_errors, resolve_device, seed_everything
 from sfrs.config import Config, build_config
+from sfrs.data import dataset_spec_help
 from sfrs.errors import ConfigError, DataError
 from sfrs.utils.io import atomic_write_json
 
@@ -22,7 +23,7 @@ UNLABELLED_GRID_ROWS = 20
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--checkpoint", type=click.Path(dir_okay=False), help="Model or training checkpoint (self-describing).")
-@click.option("--dataset", help="synthetic[:tiny|small|medium], a VG folder, or a NetVLAD .mat file. Default: synthetic:small.")
+@click.option("--dataset", help=f"{dataset_spec_help()} Default: synthetic:small.")
 @click.option("--images-root", type=click.Path(file_okay=False), help="Image root for a .mat dataset.")
 @click.option("--split", default="test", show_default=True, help="Split to evaluate.")
 @click.option("--threshold", type=float, help="Positive radius in metres (default 25).")
@@ -109,8 +110,8 @@ def _evaluate_labelled(config: Config, split: str, ns, checkpoint, pca_output, s
                        visualize: int, torch_device, progress: bool) -> None:
     """Labelled evaluation; under torchrun every process extracts its shard and only the
     main process searches, prints and writes."""
-    from sfrs.data.formats import open_dataset
-    from sfrs.retrieval.evaluate import evaluate, format_report
+    from sfrs.data import open_dataset
+    from sfrs.retrieval import attach_pca, evaluate, format_report, save_retrieval_examples
 
     main_process = distributed.is_main()
     if not main_process:  # one voice on the terminal
@@ -125,7 +126,12 @@ def _evaluate_labelled(config: Config, split: str, ns, checkpoint, pca_output, s
         init_source=lambda: _describe_split(_train_split_or(data, eval_split)),
     )
     if config.eval.pca_dim:
-        _attach_pca(model, config, checkpoint, pca_output, torch_device, progress)
+        click.echo(attach_pca(
+            model, config.eval.pca_dim, lambda: open_dataset(data.dataset, "train", data.images_root),
+            save_model_to=pca_output or _default_pca_model_path(config, checkpoint),
+            samples=config.eval.pca_samples, seed=config.seed, device=torch_device,
+            batch_size=data.batch_size, num_workers=data.num_workers, progress=progress,
+        ))
 
     evaluation = evaluate(
         model, eval_split, device=torch_device, batch_size=data.batch_size,
@@ -144,8 +150,6 @@ def _evaluate_labelled(config: Config, split: str, ns, checkpoint, pca_output, s
         atomic_write_json(json_path, report)
         click.echo(f"report written to {json_path}")
     if visualize:
-        from sfrs.retrieval.visual import save_retrieval_examples
-
         prefix = Path(json_path).with_suffix("") if json_path else Path("sfrs_eval")
         written = save_retrieval_examples(prefix, eval_split, evaluation.predictions, evaluation.positives, visualize)
         click.echo(f"retrieval examples written to {written[0]} and {written[1]}")
@@ -172,7 +176,7 @@ def _describe_split(split) -> Tuple[Sequence[str], str]:
 def _load_or_build_model(config: Config, checkpoint: Optional[str], device, init_source: Callable[[], Tuple[Sequence[str], str]]):
     """The checkpoint's model, or an untrained one of ``config.model`` whose NetVLAD is
     k-means initialised on the images ``init_source()`` returns (paths, description)."""
-    from sfrs.models.network import build_network, load_network
+    from sfrs.models import build_network, load_network
     from sfrs.training.initialise import initialise_network
 
     if checkpoint:
@@ -214,8 +218,7 @@ def _predict_unlabelled(
     output: Optional[str], visualize: int, device, progress: bool,
 ) -> None:
     """Top-k predictions of every query: predictions.csv and predictions.png in ``output``."""
-    from sfrs.retrieval.evaluate import retrieve, write_predictions_csv
-    from sfrs.retrieval.visual import example_queries, path_grid, save_image
+    from sfrs.retrieval import example_queries, path_grid, retrieve, save_image, write_predictions_csv
 
     query_paths = _image_list(queries_dir, "query")
     database_paths = _image_list(database_dir, "database")
@@ -247,7 +250,7 @@ def _parse_recall_at(text: str) -> tuple:
 
 
 def _train_split_or(data, fallback):
-    from sfrs.data.formats import open_dataset
+    from sfrs.data import open_dataset
 
     try:
         return open_dataset(data.dataset, "train", data.images_root)
@@ -255,26 +258,10 @@ def _train_split_or(data, fallback):
         return fallback
 
 
-def _attach_pca(model, config: Config, checkpoint: Optional[str], pca_output: Optional[str], device, progress: bool) -> None:
-    from sfrs.data.formats import open_dataset
-    from sfrs.retrieval.evaluate import attach_pca
-
-    dim = config.eval.pca_dim
-    had_pca = model.pca is not None and model.out_dim == dim
-    message = attach_pca(
-        model, dim, lambda: open_dataset(config.data.dataset, "train", config.data.images_root),
-        samples=config.eval.pca_samples, seed=config.seed, device=device,
-        batch_size=config.data.batch_size, num_workers=config.data.num_workers, progress=progress,
-    )
-    if had_pca:
-        click.echo(message)
-        return
-    if pca_output is None:
-        base = Path(checkpoint) if checkpoint else Path(f"sfrs_{config.model.backbone}_{config.model.head}.pt")
-        pca_output = str(base.with_name(f"{base.stem}_pca{dim}.pt"))
-    if distributed.is_main():
-        model.save(pca_output)
-    click.echo(f"{message}; model saved to {pca_output}")
+def _default_pca_model_path(config: Config, checkpoint: Optional[str]) -> str:
+    """``<checkpoint stem>_pca<dim>.pt`` next to the checkpoint (or named after an untrained model)."""
+    base = Path(checkpoint) if checkpoint else Path(f"sfrs_{config.model.backbone}_{config.model.head}.pt")
+    return str(base.with_name(f"{base.stem}_pca{config.eval.pca_dim}.pt"))
 
 
 if __name__ == "__main__":

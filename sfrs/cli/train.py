@@ -9,12 +9,13 @@ import click
 
 from sfrs import distributed
 from sfrs.cli.common import DEBUG_OPTION, report_errors, resolve_device, seed_everything
-from sfrs.config import Config, build_config, save_yaml, validate_config, with_schedule
+from sfrs.config import Config, load_config
+from sfrs.data import dataset_spec_help
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config (default: the synthetic-city demo).")
-@click.option("--dataset", help="synthetic[:tiny|small|medium], a VG folder, or a NetVLAD .mat file.")
+@click.option("--dataset", help=dataset_spec_help())
 @click.option("--images-root", type=click.Path(file_okay=False), help="Image root for a .mat dataset.")
 @click.option("--output", type=click.Path(file_okay=False), help="Run folder (default runs/<timestamp>).")
 @click.option("--generations", type=int, help="Number of generations (the schedule is cut or its last entry repeated).")
@@ -37,15 +38,14 @@ def main(
     previous generation's cached soft labels; prints per-generation Recall@N."""
     import torch
 
+    from sfrs.training.generations import prepare_run, train
+    from sfrs.training.plan import plan_lines
     from sfrs.training.report import generation_table
-    from sfrs.training.trainer import SFRSTrainer
 
-    config: Config = build_config(
-        Config, config_path, overrides,
+    config: Config = load_config(
+        config_path, overrides, generations=generations, epochs=epochs,
         direct={"data.dataset": dataset, "data.images_root": images_root, "seed": seed},
     )
-    config = with_schedule(config, generations=generations, epochs=epochs)
-    validate_config(config)
     if not distributed.launched_by_torchrun():
         resolve_device(device)  # validates the name and CUDA availability
     torch_device = distributed.setup(device)
@@ -57,26 +57,21 @@ def main(
         torch.backends.cudnn.benchmark = False
     seed_everything(config.seed)
     echo = click.echo if is_main else (lambda *args, **kwargs: None)
-    trainer = SFRSTrainer(config, run_dir, device=torch_device, progress=not no_progress and is_main, log=echo)
-    if dry_run:
-        trainer.load_data()
-        for line in trainer.plan():
-            echo(line)
-        echo("dry run: nothing trained")
-        return
-    if is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if not (run_dir / "config.yaml").exists():
-            save_yaml(config, run_dir / "config.yaml")
-    echo(f"run folder: {run_dir}" + (f" ({distributed.world_size()} processes)" if distributed.world_size() > 1 else ""))
+    progress = not no_progress and is_main
     try:
-        results = trainer.run()
+        if dry_run:
+            for line in plan_lines(prepare_run(config, run_dir, device=torch_device, progress=progress, log=echo)):
+                echo(line)
+            echo("dry run: nothing trained")
+            return
+        echo(f"run folder: {run_dir}" + (f" ({distributed.world_size()} processes)" if distributed.world_size() > 1 else ""))
+        results = train(config, run_dir, device=torch_device, progress=progress, log=echo)
     finally:
         distributed.teardown()
     if not is_main:
         return
     click.echo("")
-    click.echo("\n".join(generation_table(results["generations"])))
+    click.echo("\n".join(generation_table(results["generations"], [str(n) for n in config.eval.recall_at[:3]])))
     best = results["best"]
     if best:
         click.echo(f"best on {best['metric']}: generation {best['generation']}, epoch {best['epoch']}")
@@ -97,6 +92,3 @@ def _run_dir(output: Optional[str], resume: bool) -> Path:
         return runs[-1]
     return Path("runs") / time.strftime("%Y%m%d-%H%M%S")
 
-
-if __name__ == "__main__":
-    main()

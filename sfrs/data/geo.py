@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from sfrs.errors import DataError
 
@@ -95,6 +94,8 @@ def positives_within(query_utm: np.ndarray, database_utm: np.ndarray, radius: fl
     Returns:
         A list of Q int64 arrays (possibly empty).
     """
+    from scipy.spatial import cKDTree  # here, not at the top: importing sfrs.data stays cheap
+
     database_utm = np.asarray(database_utm, dtype=np.float64)
     query_utm = np.asarray(query_utm, dtype=np.float64)
     tree = cKDTree(database_utm)

@@ -1,0 +1,30 @@
+"""Networks for place recognition: backbone (B,3,H,W) -> (B,C,h,w), head -> (B,D)
+L2-normalised, optional PCA-whitening, saved with the description that rebuilds them.
+
+Import model names from here (``from sfrs.models import build_network, load_network``).
+"""
+from sfrs.models.backbones import IMAGENET_MEAN, IMAGENET_STD, Backbone, build_backbone, list_backbones
+from sfrs.models.heads import REGION_NAMES, GeM, NetVLAD, build_head, list_heads
+from sfrs.models.init import init_netvlad, sample_local_descriptors
+from sfrs.models.network import GeoNet, build_network, load_network, network_from_payload
+from sfrs.models.whitening import PCAWhitening
+
+__all__ = [
+    "GeoNet",
+    "build_network",
+    "load_network",
+    "network_from_payload",
+    "Backbone",
+    "build_backbone",
+    "list_backbones",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "NetVLAD",
+    "GeM",
+    "build_head",
+    "list_heads",
+    "REGION_NAMES",
+    "PCAWhitening",
+    "init_netvlad",
+    "sample_local_descriptors",
+]

@@ -2,6 +2,16 @@
 
 A saved model file holds the :class:`~sfrs.config.ModelConfig` that built it, its
 weights and its PCA-whitening, so ``sfrs-eval --checkpoint FILE`` needs no other flag.
+:func:`load_network` is the one checked way back from a file (a model file or a training
+state that nests one) to a network.
+
+Model file layout (``format`` ``sfrs-model``, ``version`` 1)::
+
+    model_config  dict of ModelConfig      state_dict  weights without the PCA
+    pca           None or {"mean": (D,), "projection": (D, dim)}
+    ...           metadata added by GeoNet.save(extra=...)
+
+A training state file holds such a payload under ``model``.
 """
 from __future__ import annotations
 
@@ -15,12 +25,11 @@ from sfrs.config import ModelConfig, from_dict, to_dict
 from sfrs.errors import CheckpointError, ConfigError
 from sfrs.models.backbones import build_backbone
 from sfrs.models.heads import build_head
-from sfrs.retrieval.pca import PCAWhitening
+from sfrs.models.whitening import PCAWhitening
 from sfrs.utils.io import atomic_torch_save
 
 CHECKPOINT_FORMAT = "sfrs-model"
 CHECKPOINT_VERSION = 1
-
 
 
 class GeoNet(nn.Module):
@@ -85,7 +94,7 @@ class GeoNet(nn.Module):
 
     def transform(self, resize: str = "squash"):
         """The evaluation transform this model expects (PIL image -> normalised tensor)."""
-        from sfrs.data.images import build_transform
+        from sfrs.data import build_transform
 
         return build_transform(self.input_size, self.mean, self.std, resize=resize)
 
@@ -115,29 +124,37 @@ class GeoNet(nn.Module):
 
 
 def build_network(config: ModelConfig, load_pretrained: bool = True) -> GeoNet:
-    """A new :class:`GeoNet` (random head; see ``sfrs.training.initialise`` for k-means)."""
+    """A new :class:`GeoNet` with a random head (NetVLAD centroids come from
+    :func:`sfrs.models.init.init_netvlad`)."""
     return GeoNet(config, load_pretrained=load_pretrained)
 
 
-def read_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
-    """The raw checkpoint dict, with one-line errors for unreadable or foreign files."""
+def load_network(path: Union[str, Path], device: Union[str, torch.device] = "cpu") -> GeoNet:
+    """The network of a model file (:meth:`GeoNet.save`) or of a training state file
+    (``{"model": payload, ...}``), on ``device``.
+
+    Raises:
+        CheckpointError: a missing, unreadable or foreign file, an invalid model
+            description, or weights that do not fit it; one line naming ``path``.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # torch raises many types for corrupt files
-        raise CheckpointError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
-    if not isinstance(payload, dict):
-        raise CheckpointError(f"{path}: not an sfrs checkpoint (no model description inside)")
-    if "model" in payload and isinstance(payload["model"], dict) and "model_config" in payload["model"]:
-        return payload["model"]  # a training checkpoint nests the model payload
-    if payload.get("format") != CHECKPOINT_FORMAT or "model_config" not in payload:
-        raise CheckpointError(f"{path}: not an sfrs checkpoint (no model description inside)")
-    return payload
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise CheckpointError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {first})") from None
+    return network_from_payload(payload, str(path)).to(device)
 
 
-def network_from_payload(payload: Dict[str, Any], source: str = "<checkpoint>") -> GeoNet:
+def network_from_payload(payload: Any, source: str = "<checkpoint>") -> GeoNet:
+    """The network of a model payload already in memory (:meth:`GeoNet.checkpoint_payload`,
+    or a training state that nests it under ``model``), on the CPU.
+
+    Checked like :func:`load_network`; ``source`` names the payload in error messages.
+    """
+    payload = _model_payload(payload, source)
     try:
         config = from_dict(ModelConfig, payload["model_config"], "model")
     except ConfigError as exc:
@@ -158,19 +175,20 @@ def network_from_payload(payload: Dict[str, Any], source: str = "<checkpoint>") 
         raise CheckpointError(f"{source}: weights do not fit the described model ({first})") from None
     if payload.get("pca"):
         pca_state = payload["pca"]
-        pca = PCAWhitening(pca_state["mean"].clone(), pca_state["projection"].clone())
-        model.set_pca(pca)
+        model.set_pca(PCAWhitening(pca_state["mean"].clone(), pca_state["projection"].clone()))
     return model
 
 
-def load_network(path: Union[str, Path], device: Union[str, torch.device] = "cpu") -> GeoNet:
-    """Load a model saved by :meth:`GeoNet.save` or a training checkpoint."""
-    model = network_from_payload(read_checkpoint(path), str(path))
-    return model.to(device)
+def _model_payload(payload: Any, source: str) -> Dict[str, Any]:
+    """The model payload itself: unwrapped from a training state, refused when foreign."""
+    if isinstance(payload, dict) and isinstance(payload.get("model"), dict) and "model_config" in payload["model"]:
+        return payload["model"]
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT or "model_config" not in payload:
+        raise CheckpointError(f"{source}: not an sfrs checkpoint (no model description inside)")
+    return payload
 
 
 def _compare_keys(expected: Dict[str, Tensor], given: Dict[str, Tensor]):
     expected_keys = {k for k in expected if not k.startswith("pca.")}
     given_keys = set(given)
     return sorted(expected_keys - given_keys), sorted(given_keys - expected_keys)
-

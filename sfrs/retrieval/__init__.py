@@ -1,0 +1,73 @@
+"""Retrieval with a trained network: descriptors of image lists and splits (in memory,
+sharded over torchrun processes, or streamed to HDF5), faiss search, Recall@N reports,
+PCA-whitening fits, unlabelled predictions and retrieval grids.
+
+Import retrieval names from here (``from sfrs.retrieval import evaluate, search``).
+"""
+from sfrs.retrieval.evaluate import Evaluation, evaluate, evaluate_split
+from sfrs.retrieval.export import write_descriptors
+from sfrs.retrieval.extract import extract_descriptors, extract_descriptors_sharded
+from sfrs.retrieval.index import build_index, search, search_index
+from sfrs.retrieval.pca import attach_pca, fit_model_pca, fit_pca_whitening
+from sfrs.retrieval.recall import (
+    count_queries_without_positive,
+    per_query_first_correct_rank,
+    recall_at_n,
+    recall_breakdown,
+    spatial_nms,
+)
+from sfrs.retrieval.report import format_report, ranked_predictions, recall_report
+from sfrs.retrieval.split_descriptors import extract_split, stream_prefix
+from sfrs.retrieval.stream import Descriptors, HDF5Descriptors, extract_to_hdf5, search_hdf5
+from sfrs.retrieval.unlabelled import retrieve, write_predictions_csv
+from sfrs.retrieval.visual import (
+    example_queries,
+    failure_queries,
+    path_grid,
+    retrieval_grid,
+    save_image,
+    save_retrieval_examples,
+)
+
+__all__ = [
+    # evaluation of a split
+    "evaluate",
+    "evaluate_split",
+    "Evaluation",
+    "extract_split",
+    "stream_prefix",
+    "recall_report",
+    "ranked_predictions",
+    "format_report",
+    "write_descriptors",
+    # descriptors and search
+    "extract_descriptors",
+    "extract_descriptors_sharded",
+    "Descriptors",
+    "HDF5Descriptors",
+    "extract_to_hdf5",
+    "search_hdf5",
+    "search",
+    "build_index",
+    "search_index",
+    # Recall@N
+    "recall_at_n",
+    "recall_breakdown",
+    "per_query_first_correct_rank",
+    "count_queries_without_positive",
+    "spatial_nms",
+    # PCA-whitening
+    "fit_pca_whitening",
+    "fit_model_pca",
+    "attach_pca",
+    # without ground truth
+    "retrieve",
+    "write_predictions_csv",
+    # pictures
+    "retrieval_grid",
+    "path_grid",
+    "example_queries",
+    "failure_queries",
+    "save_image",
+    "save_retrieval_examples",
+]

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from sfrs.data.images import ImageListDataset, unwrap_worker_error
+from sfrs.data import ImageListDataset, unwrap_worker_error
 from sfrs.errors import DataError
 
 Batch = Tuple[Union[Tensor, List[Tensor]], Tensor]
@@ -133,7 +133,6 @@ def extract_descriptors(
         if module is not None:
             module.train(was_training)
     return result
-
 
 
 def extract_descriptors_sharded(

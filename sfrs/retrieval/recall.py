@@ -1,23 +1,27 @@
-"""Recall@N of place recognition and the helpers around it.
+"""Recall@N of place recognition from ranked predictions, and the helpers around it.
 
 Recall@N = percentage of queries with at least one database image within the positive
 radius (25 m) among their N nearest descriptors (NetVLAD, Arandjelovic et al., CVPR 2016).
 Queries without any positive stay in the denominator (they can never be correct), as in
-the reference evaluations.
+the reference evaluations. :func:`recall_at_n` is the one place this is counted: the
+report of a split (``sfrs-eval``, validation during training, the cross-dataset report)
+and its per-group breakdown both go through it.
 """
 from __future__ import annotations
 
-from typing import Dict, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from sfrs.data.geo import EVAL_POSITIVE_RADIUS_M, positives_within
-from sfrs.retrieval.index import search
+from sfrs.errors import DataError
 
 DEFAULT_NS = (1, 5, 10, 20)
 
+#: name of the complementary group in recall breakdowns (``not_<attribute>`` otherwise).
+_COMPLEMENT_NAMES = {"night": "day"}
 
-def _check_ns(ns: Sequence[int]) -> list:
+
+def _check_ns(ns: Sequence[int]) -> List[int]:
     ns = [int(n) for n in ns]
     if not ns or min(ns) < 1:
         raise ValueError(f"recall N values must be positive integers, got {list(ns)}")
@@ -49,15 +53,16 @@ def per_query_first_correct_rank(predictions: np.ndarray, positives: Sequence[np
     return ranks
 
 
-def recall_from_predictions(
+def recall_at_n(
     predictions: np.ndarray, positives: Sequence[np.ndarray], ns: Sequence[int] = DEFAULT_NS
 ) -> Dict[int, float]:
     """Recall@N in percent from ranked predictions.
 
     Args:
-        predictions: (Q, k) int database indices, best first; -1 counts as a miss.
-        positives: Q arrays of positive database indices (empty for a query without one,
-            which counts as a failure).
+        predictions: (Q, k) int database indices, best first (e.g. the second output of
+            :func:`sfrs.retrieval.index.search`); -1 counts as a miss.
+        positives: Q arrays of positive database indices (``Split.positives(radius)``;
+            empty for a query without one, which counts as a failure).
         ns: the N values; an N larger than k uses all k columns (the database, or the
             search, had fewer than N results).
     Returns:
@@ -74,26 +79,39 @@ def count_queries_without_positive(positives: Sequence[np.ndarray]) -> int:
     return int(sum(1 for pos in positives if len(pos) == 0))
 
 
-def recall_at_n(
-    query_desc: np.ndarray,
-    db_desc: np.ndarray,
-    query_utm: np.ndarray,
-    db_utm: np.ndarray,
-    ns: Sequence[int] = DEFAULT_NS,
-    threshold: float = EVAL_POSITIVE_RADIUS_M,
-    index: str = "Flat",
-) -> Dict[int, float]:
-    """Recall@N (percent) of descriptors against UTM ground truth.
+def recall_breakdown(
+    predictions: np.ndarray,
+    positives: Sequence[np.ndarray],
+    attributes: Dict[str, np.ndarray],
+    ns: Sequence[int],
+) -> Tuple[Dict[str, Dict[str, float]], Dict[str, int]]:
+    """Recall@N of the query groups defined by boolean per-query attributes.
 
     Args:
-        query_desc: (Q, D), db_desc: (N, D) descriptors.
-        query_utm: (Q, 2), db_utm: (N, 2) positions in metres.
-        ns: the N values. threshold: positive radius in metres. index: faiss factory string.
+        predictions: (Q, k) ranked database indices. positives: Q index arrays.
+        attributes: name -> (Q,) array; boolean ones define a group (``night``) and its
+            complement (``day``, else ``not_<name>``); other dtypes (timestamps) are skipped.
+    Returns:
+        ({group: {"N": percent}}, {group: number of queries}); empty groups are left out.
     """
-    ns = _check_ns(ns)
-    _, predictions = search(query_desc, db_desc, k=max(ns), index=index)
-    positives = positives_within(np.asarray(query_utm), np.asarray(db_utm, dtype=np.float64), threshold)
-    return recall_from_predictions(predictions, positives, ns)
+    predictions = np.asarray(predictions)
+    num_queries = predictions.shape[0]
+    breakdown: Dict[str, Dict[str, float]] = {}
+    counts: Dict[str, int] = {}
+    for name, values in sorted(attributes.items()):
+        values = np.asarray(values)
+        if values.dtype != np.bool_:
+            continue
+        if values.shape != (num_queries,):
+            raise DataError(f"query attribute '{name}' has shape {values.shape}, expected ({num_queries},)")
+        for group, mask in ((name, values), (_COMPLEMENT_NAMES.get(name, f"not_{name}"), ~values)):
+            rows = np.flatnonzero(mask)
+            if rows.size == 0:
+                continue
+            recalls = recall_at_n(predictions[rows], [positives[i] for i in rows], ns)
+            breakdown[group] = {str(n): value for n, value in recalls.items()}
+            counts[group] = int(rows.size)
+    return breakdown, counts
 
 
 def spatial_nms(predictions: np.ndarray, place_ids: np.ndarray, keep: int) -> np.ndarray:

@@ -5,7 +5,7 @@ For databases too large to hold twice in memory (Pitts250k: 83,952 x 4,096 float
 dataset as they are computed and search adds the database to the faiss index chunk by
 chunk, so the only full copy in memory is the index itself.
 
-File layout (one dataset per call; :mod:`sfrs.retrieval.report_all` uses one file per set):
+File layout (one dataset per call; :mod:`sfrs.retrieval.split_descriptors` uses one file per set):
     <dataset_name>   (N, D) float32 or float16, rows in the order of ``paths``
     attrs: fingerprint  what produced the rows (model weights + paths + transform + dtype)
            rows_done    rows [0, rows_done) are final; recorded after each flushed chunk
@@ -36,7 +36,6 @@ from torch import Tensor
 from sfrs.errors import DataError
 from sfrs.retrieval.extract import extract_descriptors
 from sfrs.retrieval.index import as_matrix, build_index, search_index
-# One weight hash for every cache (soft labels, descriptors); it lives with the soft labels.
 
 LOG = logging.getLogger(__name__)
 
@@ -103,6 +102,10 @@ class HDF5Descriptors:
 
     def __repr__(self) -> str:
         return f"HDF5Descriptors({str(self.path)!r}, {self.name!r}, shape={self.shape}, dtype={self.dtype})"
+
+
+#: (N, D) descriptors: an in-memory array or rows streamed to HDF5.
+Descriptors = Union[np.ndarray, HDF5Descriptors]
 
 
 @dataclass

@@ -11,7 +11,7 @@ from typing import Optional, Sequence, Tuple, Union
 import numpy as np
 from PIL import Image, ImageDraw
 
-from sfrs.data.geo import Split
+from sfrs.data import Split
 from sfrs.retrieval.recall import per_query_first_correct_rank
 from sfrs.utils.io import atomic_path
 

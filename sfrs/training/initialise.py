@@ -1,4 +1,5 @@
-"""Data-driven initialisation of a new network: NetVLAD centroids by k-means (NetVLAD, §3)."""
+"""A generation's student: fresh weights with NetVLAD centroids by k-means on training
+images (NetVLAD, §3), computed once per run and cached, or the teacher's weights."""
 from __future__ import annotations
 
 from typing import Optional, Sequence, Union
@@ -7,9 +8,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from sfrs.data.images import ImageListDataset
-from sfrs.models.init import init_netvlad
-from sfrs.models.network import GeoNet
+from sfrs import distributed
+from sfrs.config import GenerationConfig, to_dict
+from sfrs.data import ImageListDataset
+from sfrs.models import GeoNet, build_network, init_netvlad, load_network
+from sfrs.utils.hashing import fingerprint
 
 
 def initialise_network(
@@ -40,3 +43,34 @@ def initialise_network(
         model.head, model.backbone, images, num_per_image=descriptors_per_image,
         max_images=count, seed=seed,
     )
+
+
+def student_for(run, generation: int, schedule: GenerationConfig) -> GeoNet:
+    """The student at the start of ``generation``: re-initialised (reference) or, with
+    ``student_init: continue``, the previous generation's final model."""
+    if schedule.student_init == "continue" and generation > 0:
+        run.log(f"generation {generation}: student continues from generation {generation - 1}")
+        return load_network(run.paths.generation_final(generation - 1), run.device)
+    return initial_network(run)
+
+
+def initial_network(run) -> GeoNet:
+    """Fresh weights + NetVLAD k-means, made once per run and cached; read back from the
+    file so that a fresh run and a resumed one start from bit-identical weights."""
+    cfg = run.config
+    key = fingerprint(model=to_dict(cfg.model), seed=cfg.seed, data=run.data_fingerprint)
+    path = run.paths.cache / f"init_{key}.pt"
+    if not path.exists() and distributed.is_main():
+        torch.manual_seed(cfg.seed)
+        model = build_network(cfg.model).to(run.device)
+        alpha = initialise_network(
+            model, list(run.train_split.database_paths), num_images=cfg.model.init_images,
+            descriptors_per_image=cfg.model.init_descriptors_per_image, seed=cfg.seed,
+            device=run.device, batch_size=cfg.data.batch_size, num_workers=cfg.data.num_workers,
+        )
+        if alpha is not None:
+            run.log(f"NetVLAD initialised by k-means on {min(cfg.model.init_images, run.train_split.num_database)} "
+                    f"training images (alpha {alpha:.1f}); cached in {path}")
+        model.save(path)
+    distributed.barrier()
+    return load_network(path, run.device)

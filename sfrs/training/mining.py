@@ -5,17 +5,16 @@
 - hard negatives: the nearest (in the current descriptor cache) of a random pool of
   database images outside the evaluation radius (25 m), plus the query's previous
   hardest ones;
-- difficult positives: chosen once per generation by the teacher (feature-nearest
-  positives, re-ranked with k-reciprocal encoding).
+- difficult positives: see :mod:`sfrs.training.difficult`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 
-from sfrs.data.geo import Split, positives_within
+from sfrs.data import Split, positives_within
 from sfrs.errors import DataError
 
 
@@ -122,54 +121,3 @@ class HardNegativeMiner:
         if previous.shape != self.previous_hardest.shape:
             raise ValueError(f"miner state of shape {previous.shape} does not fit {self.previous_hardest.shape}")
         self.previous_hardest = previous.copy()
-
-
-def positive_candidates(
-    training_set: TrainingSet,
-    query_descriptors: np.ndarray,
-    database_descriptors: np.ndarray,
-    count: int,
-) -> np.ndarray:
-    """The ``count`` feature-nearest positives of every kept query, (Q, count), -1 padded.
-
-    ``query_descriptors`` has one row per kept query.
-    """
-    out = np.full((training_set.num_queries, count), -1, dtype=np.int64)
-    for row, positives in enumerate(training_set.positives):
-        dist = squared_distances(query_descriptors[row], database_descriptors[positives])
-        order = np.argsort(dist, kind="stable")[:count]
-        out[row, : order.size] = positives[order]
-    return out
-
-
-def choose_difficult_positives(
-    training_set: TrainingSet,
-    query_descriptors: np.ndarray,
-    database_descriptors: np.ndarray,
-    *,
-    candidates: int,
-    keep: int,
-    rerank: bool,
-    k1: int = 20,
-    k2: int = 1,
-    lam: float = 0.1,
-    all_query_descriptors: Optional[np.ndarray] = None,
-) -> np.ndarray:
-    """Difficult positives of every kept query, (Q, keep) database ids, -1 padded.
-
-    Without re-ranking: the ``keep`` feature-nearest positives. With it: the
-    ``candidates`` nearest are re-ranked by k-reciprocal encoding over the joint set
-    (all training queries, then the database) and those promoted most come first.
-    """
-    nearest = positive_candidates(training_set, query_descriptors, database_descriptors, candidates)
-    if not rerank:
-        return nearest[:, :keep].copy()
-    from sfrs.training.rerank import order_difficult_positives, rerank_candidates
-
-    all_queries = query_descriptors if all_query_descriptors is None else all_query_descriptors
-    probes = training_set.query_ids if all_query_descriptors is not None else np.arange(training_set.num_queries)
-    offset = all_queries.shape[0]
-    joint = np.ascontiguousarray(np.concatenate([all_queries, database_descriptors]), dtype=np.float32)
-    joint_candidates = np.where(nearest >= 0, nearest + offset, -1)
-    final = rerank_candidates(joint, probes, joint_candidates, k1=k1, k2=k2, lam=lam)
-    return order_difficult_positives(nearest, final, keep)

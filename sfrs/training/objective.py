@@ -1,134 +1,101 @@
-"""The training objective: a weighted sum of named loss terms over one batch of tuples.
+"""The training objective: the student network and its active loss terms in one module.
 
-``hard`` is the contrastive loss on (anchor, best positive, negatives) and ``soft`` the
-SFRS soft region cross-entropy against cached teacher labels. Further terms (e.g.
-self-supervised losses on query/positive pairs) register in :data:`EXTRA_TERMS` and are
-weighted from the config without touching the training loop.
+``Objective.forward(batch)`` encodes every image of the batch once (global descriptors,
+and the 9 region descriptors when a term needs them), encodes the extra views terms
+asked for, and returns the weighted sum of the terms. Wrapping this one module in
+DistributedDataParallel synchronises the network's and the terms' parameters alike.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Dict, Optional
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Tuple
 
-from torch import Tensor
+import torch
+from torch import Tensor, nn
 
-from sfrs.config import GenerationConfig, LossConfig
-from sfrs.training.losses import hard_loss, select_negative_regions, soft_label_stats, soft_region_loss
+from sfrs.training.terms import LossTerm, TermOutput, ViewRequest
 from sfrs.training.tuples import TupleBatch
 
 
 @dataclass
 class BatchDescriptors:
-    """Descriptors of one batch: ``regions`` (K, 9, D) when regions are needed, else
-    ``global_`` (K, D) only."""
+    """Descriptors of one batch: ``global_`` (K, D); ``regions`` (K, 9, D) when a term
+    needs them, else None; ``views`` name -> (B, D) of the extra images."""
 
     global_: Tensor
     regions: Optional[Tensor]
+    views: Dict[str, Tensor] = field(default_factory=dict)
 
 
 @dataclass
 class ObjectiveOutput:
+    """``total`` (scalar with a graph), each term's unweighted value, diagnostics."""
+
     total: Tensor
     terms: Dict[str, Tensor]
     stats: Dict[str, float]
 
 
-class Objective:
-    """Computes ``hard_weight * hard + soft_weight * soft (+ extra terms)`` for one generation.
+class Objective(nn.Module):
+    """``sum_t weight_t * term_t(batch, descriptors)`` over the active terms.
 
     Args:
-        loss: the loss section of the config.
-        schedule: this generation's schedule entry (soft weight, teacher temperature).
-        generation: index of the generation (region negatives start at
-            ``loss.region_negatives_from``).
-        teacher_similarities: (Q, M, 9) cached teacher similarities per kept query row,
-            required when the soft weight is positive.
+        network: the student (a :class:`~sfrs.models.GeoNet`).
+        terms: name -> (effective weight, term), as :func:`~sfrs.training.terms.build_terms`
+            returns them; their order is the order of the results' columns.
     """
 
-    def __init__(
-        self,
-        loss: LossConfig,
-        schedule: GenerationConfig,
-        generation: int,
-        teacher_similarities: Optional[Tensor] = None,
-    ) -> None:
-        self.loss = loss
-        self.schedule = schedule
-        self.region_negatives = generation >= loss.region_negatives_from
-        self.uses_soft = schedule.soft_weight > 0
-        if self.uses_soft and teacher_similarities is None:
-            raise ValueError("a positive soft weight needs teacher soft labels")
-        self.teacher_similarities = teacher_similarities
-        unknown = sorted(set(loss.extra_terms) - set(EXTRA_TERMS))
-        if unknown:
-            raise ValueError(
-                f"unknown loss term '{unknown[0]}' in loss.extra_terms (registered: {', '.join(sorted(EXTRA_TERMS)) or 'none'})"
-            )
+    def __init__(self, network: nn.Module, terms: Dict[str, Tuple[float, LossTerm]]) -> None:
+        super().__init__()
+        if not terms:
+            raise ValueError("the objective has no active loss term (every weight is 0 in this generation)")
+        self.network = network
+        self.terms = nn.ModuleDict({name: term for name, (_, term) in terms.items()})
+        self.weights = {name: float(weight) for name, (weight, _) in terms.items()}
+        self.views: Dict[str, ViewRequest] = {}
+        for name, term in self.terms.items():
+            for view_name, request in term.views().items():
+                if self.views.get(view_name, request) != request:
+                    raise ValueError(f"loss term '{name}' asks for a view '{view_name}' that another term defines differently")
+                self.views[view_name] = request
 
     @property
     def needs_regions(self) -> bool:
-        return self.region_negatives or self.uses_soft
+        return any(term.needs_regions for term in self.terms.values())
 
     @property
     def needs_difficult_positives(self) -> bool:
-        return self.uses_soft
+        return any(term.needs_difficult_positives for term in self.terms.values())
 
     def describe(self) -> str:
-        parts = [f"{self.loss.hard_weight:g} x {self.loss.hard}"]
-        if self.uses_soft:
-            parts.append(
-                f"{self.schedule.soft_weight:g} x soft regions (teacher tau {self.schedule.teacher_temperature:g}, "
-                f"student tau {self.loss.temperature:g})"
-            )
-        if self.region_negatives:
-            parts.append("negatives replaced by their most similar region")
-        return " + ".join(parts[:2]) + ("; " + parts[2] if len(parts) > 2 else "")
+        return " + ".join(f"{self.weights[name]:g} x {term.describe()}" for name, term in self.terms.items())
 
-    def __call__(self, batch: TupleBatch, descriptors: BatchDescriptors) -> ObjectiveOutput:
-        anchor = descriptors.global_[batch.query]
-        positive = descriptors.global_[batch.positive]
-        if self.region_negatives:
-            negatives = select_negative_regions(anchor, descriptors.regions[batch.negatives])
+    def encode(self, batch: TupleBatch) -> BatchDescriptors:
+        """One network pass over the batch's images (+ one per requested view)."""
+        if self.needs_regions:
+            regions = self.network(batch.images, regions=True)
+            descriptors = BatchDescriptors(global_=regions[:, 0], regions=regions)
         else:
-            negatives = descriptors.global_[batch.negatives]
-        hard = hard_loss(
-            self.loss.hard, anchor, positive, negatives,
-            temperature=self.loss.temperature, margin=self.loss.margin,
-        )
-        terms = {"hard": hard}
-        total = self.loss.hard_weight * hard
+            descriptors = BatchDescriptors(global_=self.network(batch.images), regions=None)
+        descriptors.views = {name: self.network(images) for name, images in batch.views.items()}
+        return descriptors
+
+    def forward(self, batch: TupleBatch) -> ObjectiveOutput:
+        descriptors = self.encode(batch)
+        values: Dict[str, Tensor] = {}
         stats: Dict[str, float] = {}
-        if self.uses_soft:
-            mask = batch.difficult >= 0
-            regions = descriptors.regions[batch.difficult.clamp(min=0)]  # (B, M, 9, D)
-            teacher = self.teacher_similarities[batch.rows.cpu()].to(anchor.device)
-            soft = soft_region_loss(
-                anchor, regions, teacher, mask,
-                student_temperature=self.loss.temperature,
-                teacher_temperature=self.schedule.teacher_temperature,
-            )
-            terms["soft"] = soft
-            total = total + self.schedule.soft_weight * soft
-            stats = soft_label_stats(
-                anchor.detach(), regions.detach(), teacher, mask,
-                student_temperature=self.loss.temperature,
-                teacher_temperature=self.schedule.teacher_temperature,
-            )
-        for name, weight in self.loss.extra_terms.items():
-            value = EXTRA_TERMS[name](batch, descriptors)
-            terms[name] = value
-            total = total + weight * value
-        terms["total"] = total
-        return ObjectiveOutput(total=total, terms=terms, stats=stats)
+        total: Optional[Tensor] = None
+        for name, term in self.terms.items():
+            out = term(batch, descriptors)
+            value = out.value if isinstance(out, TermOutput) else out
+            if isinstance(out, TermOutput):
+                stats.update({f"{name}/{key}": v for key, v in out.stats.items()})
+            values[name] = value
+            weighted = self.weights[name] * value
+            total = weighted if total is None else total + weighted
+        return ObjectiveOutput(total=total, terms=values, stats=stats)
 
-
-#: name -> callable(batch, descriptors) -> Tensor; weighted by ``loss.extra_terms``.
-EXTRA_TERMS: Dict[str, Callable[[TupleBatch, BatchDescriptors], Tensor]] = {}
-
-
-def compute_descriptors(model, images: Tensor, needs_regions: bool) -> BatchDescriptors:
-    """One backbone pass for every image of the batch (``model`` may be DDP-wrapped)."""
-    if needs_regions:
-        regions = model(images, regions=True)
-        return BatchDescriptors(global_=regions[:, 0], regions=regions)
-    return BatchDescriptors(global_=model(images), regions=None)
+    @torch.no_grad()
+    def after_step(self) -> None:
+        for term in self.terms.values():
+            term.after_step()

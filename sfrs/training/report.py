@@ -1,14 +1,15 @@
-"""results.json and results.md of a training run: per generation and per epoch."""
+"""results.json and results.md of a training run: per generation and per epoch, one
+column per loss term present."""
 from __future__ import annotations
 
-from typing import Any, Dict, List
+import dataclasses
+from typing import Any, Dict, List, Sequence
 
-from sfrs.config import Config, to_dict
-from sfrs.training.checkpoint import RunPaths
+from sfrs.config import to_dict
 from sfrs.utils.io import atomic_write_json, atomic_write_text
 
 
-def generation_table(generations: List[Dict[str, Any]], ns=("1", "5", "10")) -> List[str]:
+def generation_table(generations: List[Dict[str, Any]], ns: Sequence[str] = ("1", "5", "10")) -> List[str]:
     """Markdown rows: generation, schedule, val and test Recall@N, time."""
     header = "| gen | epochs | soft weight | " + " | ".join(f"val R@{n}" for n in ns) + " | " + \
         " | ".join(f"test R@{n}" for n in ns) + " | time (s) |"
@@ -20,33 +21,37 @@ def generation_table(generations: List[Dict[str, Any]], ns=("1", "5", "10")) -> 
     return lines
 
 
-def write_results(paths: RunPaths, config: Config, history: Dict[str, Any], final: bool) -> Dict[str, Any]:
-    results = {
-        "run": str(paths.root),
-        "complete": final,
-        "dataset": config.data.dataset,
-        "generations": history["generations"],
-        "epochs": history["epochs"],
-        "best": history["best"],
-        "seconds": history["seconds"],
-        "config": to_dict(config),
-    }
+def epoch_table(epochs: List[Dict[str, Any]], ns: Sequence[str] = ("1", "5", "10")) -> List[str]:
+    """Markdown rows: one per epoch, the mean of each loss term present in any epoch."""
+    terms: List[str] = []
+    for e in epochs:
+        terms += [name for name in e["losses"] if name not in terms and name != "total"]
+    columns = terms + ["total"]
+    lines = ["| gen | epoch | steps | " + " | ".join(columns) + " | " + " | ".join(f"val R@{n}" for n in ns) + " | time (s) |",
+             "|" + "---|" * (4 + len(columns) + len(ns))]
+    for e in epochs:
+        losses = " | ".join(f"{e['losses'][c]:.4f}" if c in e["losses"] else "-" for c in columns)
+        recall = " | ".join(f"{e['val'][n]:.1f}" for n in ns)
+        lines.append(f"| {e['generation']} | {e['epoch']} | {e['steps']} | {losses} | {recall} | {e['seconds']:.0f} |")
+    return lines
+
+
+def write_results(run, history, final: bool) -> Dict[str, Any]:
+    config, paths = run.config, run.paths
+    ns = run.recall_keys[:3]
+    results = {"run": str(paths.root), "complete": final, "dataset": config.data.dataset,
+               **dataclasses.asdict(history), "config": to_dict(config)}
     atomic_write_json(paths.results_json, results)
     lines = [f"# SFRS training run `{paths.root}`", "",
              f"Data: `{config.data.dataset}`; model {config.model.backbone} + {config.model.head}; "
-             f"{'complete' if final else 'in progress'}; {history['seconds'] / 60:.1f} min of training and evaluation.", "",
+             f"{'complete' if final else 'in progress'}; {history.seconds / 60:.1f} min of training and evaluation.", "",
              "## Per generation (final model of each generation)", ""]
-    lines += generation_table(history["generations"])
-    best = history["best"]
+    lines += generation_table(history.generations, ns)
+    best = history.best
     if best:
+        recall = ", ".join(f"R@{n} {best['val'][n]:.1f}" for n in ns)
         lines += ["", f"Best on {best['metric']}: generation {best['generation']}, epoch {best['epoch']} "
-                  f"(val R@1 {best['val']['1']:.1f}, R@5 {best['val']['5']:.1f}) -> `best.pt`"]
-    lines += ["", "## Per epoch (validation)", "", "| gen | epoch | steps | hard | soft | val R@1 | val R@5 | val R@10 | time (s) |",
-              "|---|---|---|---|---|---|---|---|---|"]
-    for e in history["epochs"]:
-        losses = e["losses"]
-        soft = f"{losses['soft']:.4f}" if "soft" in losses else "-"
-        lines.append(f"| {e['generation']} | {e['epoch']} | {e['steps']} | {losses.get('hard', float('nan')):.4f} | {soft} | "
-                     f"{e['val']['1']:.1f} | {e['val']['5']:.1f} | {e['val']['10']:.1f} | {e['seconds']:.0f} |")
+                  f"(val {recall}) -> `best.pt`"]
+    lines += ["", "## Per epoch (mean loss terms, validation)", ""] + epoch_table(history.epochs, ns)
     atomic_write_text(paths.results_md, "\n".join(lines) + "\n")
     return results

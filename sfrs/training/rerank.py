@@ -1,31 +1,71 @@
-"""k-reciprocal re-ranking (Zhong et al., CVPR 2017) on a kNN graph, for SFRS mining.
+"""SFRS difficult positives: k-reciprocal re-ranking on a kNN graph and the promotion rule.
 
 SFRS (Ge et al., ECCV 2020) re-ranks each training query's feature-nearest positives
-with k-reciprocal (Jaccard) re-ranking and takes those re-ranking promotes most as the
-"difficult positives". The reference implementation re-ranks on a dense
-(queries + database)^2 matrix; here only a kNN graph (N_all x (k1 + 1)) and sparse
-vectors of the items actually needed are built. The result is defined as follows (the
-contract that ``tests/training/test_rerank.py`` checks against a dense implementation):
+with k-reciprocal (Jaccard) re-ranking (Zhong et al., CVPR 2017) and trains on those the
+re-ranking promotes. This module reproduces the public reference implementation
+(OpenIBL: ``examples/netvlad_img_sfrs.py`` ``update_sampler``, ``ibl/utils/rerank.py``,
+``ibl/utils/data/sampler.py`` ``DistributedRandomDiffTupleSampler``,
+``ibl/evaluators.py`` ``pairwise_distance``, ``ibl/utils/data/dataset.py``), which does:
 
-- X (N_all, D): all items, L2-normalised (training queries followed by database images);
-  d(i, j) = ||x_i - x_j||^2, computed in float64.
-- N(i, k): the first k + 1 entries of i's nearest-neighbour list (i itself first, then by
-  distance, ties by index).
+- at every descriptor-cache refresh of generation >= 1, with the current student's
+  descriptors, one re-ranking call whose probes are *all* training queries and whose
+  gallery is *all* training database images; its joint set is those queries (only the
+  ones with a positive within 10 m: the data set drops the others before training)
+  followed by the whole training database; k1 = 20, k2 = 1, lambda = 0.1. Generation 0
+  does not re-rank (the final distance is the Euclidean one, nothing moves, and the rule
+  below keeps the 10 nearest);
+- per query, the 20 feature-nearest positives (Euclidean order) are the candidates and
+  up to 10 are kept with the rule of :func:`order_difficult_positives`.
+
+Here only a kNN graph (N_all x (k1 + 1)) and sparse vectors of the items actually needed
+are built, never an N_all x N_all matrix. Contract (checked by
+``tests/training/test_rerank.py`` against a dense implementation written from it):
+
+- X (N_all, D): the whole joint set (training queries kept for training, then the
+  training database). It defines the neighbour lists *and* the row maxima below, so it
+  must be that whole set, not only the probes and candidates.
+- s(i, j) = ||x_i - x_j||^2, computed in float64 from the descriptors.
+- Base distance d(i, j), by ``distance``:
+
+  - ``"reference"`` (default): d(i, j) = s(i, j)^2 / max_{m in X} s(i, m)^2 (0 when that
+    maximum is 0). The reference's evaluator returns s; its re-ranking squares it and
+    divides row i by the maximum of row i over the whole joint set (written as a column
+    maximum followed by a transpose, the same thing for a symmetric matrix).
+  - ``"squared"``: d(i, j) = s(i, j) (no squaring, no normalisation).
+
+  In ``"reference"`` mode d is not symmetric: d(i, .) is always scaled by i's own row
+  maximum, i being the item whose neighbourhood is built or the probe of the final
+  distance.
+- N(i, k): the first k + 1 entries of i's neighbour list (i itself first, then by s,
+  ties by index). Squaring and scaling a row do not change its order, so both modes
+  share one graph.
 - R(i, k) = { j in N(i, k) : i in N(j, k) } (k-reciprocal neighbours).
 - R*(i) = R(i, k1) united with every R(j, h), h = round(k1 / 2) (half to even, as
   ``np.around`` in the reference), for j in R(i, k1) with
   |R(j, h) ∩ R(i, k1)| > 2/3 |R(j, h)|.
 - V_i[j] = exp(-d(i, j)) / sum_{j' in R*(i)} exp(-d(i, j')) for j in R*(i), else 0.
 - Local query expansion: if k2 > 1, V_i <- mean of V_j over j in N(i, k2 - 1) (the first
-  k2 entries of i's list); k2 = 1 leaves V unchanged.
+  k2 entries of i's list); k2 = 1 (SFRS) leaves V unchanged.
 - Jaccard distance d_J(i, j) = 1 - sum_m min(V_i[m], V_j[m]) / sum_m max(V_i[m], V_j[m]).
-- final(i, j) = (1 - lambda) d_J(i, j) + lambda d(i, j). Defaults k1 = 20, k2 = 1,
+  (The reference writes the denominator as 2 - sum min, equal because each V row sums
+  to 1.)
+- final(p, c) = (1 - lambda) d_J(p, c) + lambda d(p, c). Defaults k1 = 20, k2 = 1,
   lambda = 0.1 (SFRS).
 
-Differences from the reference code: d is the plain squared distance (the reference
-divides each column by its maximum first), and the neighbour lists come from an exact
-faiss search in float32 (a near-tie closer than float32 resolution may order differently
-from a float64 sort).
+Remaining differences from the reference code:
+
+- Precision: the reference works in float32 (s as ||x||^2 + ||y||^2 - 2 x.y, squared
+  again, V and the Jaccard sums in float32); here s, V and the sums are float64, and the
+  neighbour lists come from an exact float32 faiss search. Candidates whose final
+  distances differ by less than float32 resolution may swap; the fidelity benchmark
+  (``benchmarks/difficult_positive_fidelity.py``) measures how often that changes a
+  selection.
+- Ties: the reference sorts with ``np.argsort``/``torch.argsort`` without asking for
+  stability, so equal distances come in an implementation-defined order. Here every tie
+  is broken explicitly (neighbour lists by index; equal final distances by Euclidean
+  order; equal promotions by the better rank, see :func:`order_difficult_positives`).
+- The neighbour list of an item with exact duplicates: the reference does not force the
+  item itself first; here it always is (see :func:`knn_graph`).
 """
 from __future__ import annotations
 
@@ -36,7 +76,16 @@ import scipy.sparse as sp
 
 from sfrs.retrieval.index import search
 
-__all__ = ["knn_graph", "order_difficult_positives", "rerank_candidates"]
+__all__ = [
+    "DISTANCES",
+    "farthest_squared_distances",
+    "knn_graph",
+    "order_difficult_positives",
+    "rerank_candidates",
+]
+
+#: Base distances of :func:`rerank_candidates` (see the module docstring).
+DISTANCES = ("reference", "squared")
 
 # float64 elements gathered at once when computing pair distances (~32 MB).
 _PAIR_CHUNK_ELEMENTS = 1 << 22
@@ -44,6 +93,11 @@ _PAIR_CHUNK_ELEMENTS = 1 << 22
 _ITEM_CHUNK = 2048
 # Probe rows whose Jaccard distances are computed at once.
 _PROBE_CHUNK = 2048
+# float32 dot products held at once while looking for each item's farthest item (~32 MB).
+_SCAN_CHUNK_ELEMENTS = 1 << 23
+# Farthest-item candidates per row re-measured in float64: the float32 scan only has to
+# put the true farthest among them, not resolve near-ties itself.
+_FARTHEST_CANDIDATES = 4
 
 
 def knn_graph(descriptors: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
@@ -98,6 +152,47 @@ def _pair_distances(x: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.
         diff = x[low[start:stop]].astype(np.float64) - x[high[start:stop]]
         out[start:stop] = np.einsum("ij,ij->i", diff, diff)
     return out[inverse.reshape(-1)]
+
+
+def farthest_squared_distances(descriptors: np.ndarray, items: Optional[np.ndarray] = None) -> np.ndarray:
+    """max over the whole set of ||x_i - x_m||^2 for each requested item i, in float64.
+
+    The reference normalises row i of its distance matrix by this maximum (squared) over
+    the joint set. It is found without an N x N matrix: blocks of rows are scanned in
+    float32 (||x_m||^2 - 2 x_i.x_m, one matrix product per block), the few largest per row
+    are kept and re-measured exactly in float64.
+
+    Args:
+        descriptors: (N, D) float descriptors: the whole set the maximum runs over.
+        items: (I,) item ids (default: all N).
+    Returns:
+        (I,) float64 maxima (0 for a set of identical vectors).
+    """
+    x = np.asarray(descriptors)
+    if x.ndim != 2 or x.shape[0] == 0 or x.dtype.kind != "f":
+        raise ValueError(f"descriptors must be a non-empty float (N, D) array, got {x.dtype} {x.shape}")
+    num = x.shape[0]
+    items = np.arange(num, dtype=np.int64) if items is None else np.asarray(items)
+    if items.ndim != 1 or (items.size and items.dtype.kind not in "iu"):
+        raise ValueError(f"items must be a 1-d array of item ids, got {items.dtype} {items.shape}")
+    items = items.astype(np.int64)
+    if items.size and (items.min() < 0 or items.max() >= num):
+        raise ValueError(f"item ids must lie in [0, {num}), got range [{items.min()}, {items.max()}]")
+    if items.size == 0:
+        return np.empty(0, dtype=np.float64)
+    x32 = np.ascontiguousarray(x, dtype=np.float32)
+    norms = np.einsum("ij,ij->i", x32, x32)
+    count = min(_FARTHEST_CANDIDATES, num)
+    picks = np.empty((len(items), count), dtype=np.int64)
+    step = max(1, _SCAN_CHUNK_ELEMENTS // num)
+    for start in range(0, len(items), step):
+        stop = min(start + step, len(items))
+        score = x32[items[start:stop]] @ x32.T
+        score *= -2
+        score += norms[None, :]  # ||x_i||^2 is constant along the row: not needed to rank
+        picks[start:stop] = np.argpartition(score, num - count, axis=1)[:, num - count:]
+    exact = _pair_distances(x, np.repeat(items, count), picks.ravel()).reshape(len(items), count)
+    return exact.max(axis=1)
 
 
 def _reciprocal(neighbours: np.ndarray, items: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
@@ -165,20 +260,31 @@ def rerank_candidates(
     k2: int = 1,
     lam: float = 0.1,
     graph: Optional[Tuple[np.ndarray, np.ndarray]] = None,
+    distance: str = "reference",
 ) -> np.ndarray:
     """k-reciprocal re-ranked distances final(probe, candidate), from a kNN graph only.
 
     See the module docstring for the exact definition.
 
     Args:
-        descriptors: (N_all, D) L2-normalised descriptors of all items.
-        probes: (P,) item ids of the probes (e.g. the training queries).
-        candidates: (P, C) item ids to re-rank for each probe; -1 marks padding.
+        descriptors: (N_all, D) L2-normalised descriptors of the whole joint set the
+            reference re-ranks over: for SFRS mining, the training queries kept for
+            training followed by the whole training database (queries without a positive
+            are not part of it). Neighbourhoods and, with ``distance="reference"``, the
+            row maxima run over all N_all rows, so a subset gives different results.
+        probes: (P,) item ids of the probes (for SFRS: the training queries, as ids into
+            ``descriptors``).
+        candidates: (P, C) item ids to re-rank for each probe (for SFRS: the probe's
+            feature-nearest positives, database ids shifted by the number of queries);
+            -1 marks padding.
         k1: size of the k-reciprocal neighbourhood (20 in SFRS); needs N_all >= k1 + 1.
         k2: size of the local query expansion (1 = none); 1 <= k2 <= k1 + 1.
-        lam: weight lambda of the original distance, in [0, 1].
+        lam: weight lambda of the base distance, in [0, 1].
         graph: (distances, indices) from :func:`knn_graph` over ``descriptors`` with at
             least k1 + 1 columns; computed when None. Only the indices are used.
+        distance: base distance, one of :data:`DISTANCES`: ``"reference"`` (squared
+            distance squared again, divided by its row maximum over the joint set, as the
+            reference) or ``"squared"`` (plain squared Euclidean distance).
     Returns:
         (P, C) float64 final distances; +inf at padding.
     """
@@ -192,6 +298,8 @@ def rerank_candidates(
         raise ValueError(f"k2 must be an integer in [1, k1 + 1 = {k1 + 1}], got {k2!r}")
     if not 0.0 <= lam <= 1.0:
         raise ValueError(f"lam must lie in [0, 1], got {lam!r}")
+    if distance not in DISTANCES:
+        raise ValueError(f"distance must be one of {DISTANCES}, got {distance!r}")
     if num < k1 + 1:
         raise ValueError(f"k1={k1} needs at least k1 + 1 = {k1 + 1} items, got {num}")
     probes = np.asarray(probes)
@@ -238,6 +346,13 @@ def rerank_candidates(
     second = candidates[probe_rows, slots]
     # One call for the V weights and the lambda term: the two share most pairs.
     distances = _pair_distances(x, np.concatenate([raw_items[rows], first]), np.concatenate([ids, second]))
+    if distance == "reference":
+        # Every probe is in raw_items (each list starts with the item itself).
+        owners = np.concatenate([rows, _positions(raw_items, first)])
+        scale = farthest_squared_distances(x, raw_items) ** 2
+        distances = np.divide(
+            distances**2, scale[owners], out=np.zeros_like(distances), where=scale[owners] > 0
+        )
     weights = np.exp(-distances[: len(rows)])
     original = distances[len(rows):]
     weights /= np.bincount(rows, weights=weights, minlength=len(raw_items))[rows]
@@ -268,13 +383,25 @@ def rerank_candidates(
 
 
 def order_difficult_positives(candidates: np.ndarray, final_distances: np.ndarray, keep: int) -> np.ndarray:
-    """Difficult positives: the candidates re-ranking promotes most first (SFRS §3.3).
+    """Difficult positives: what re-ranking promotes, then what it leaves in place (SFRS).
 
-    Per row, with euclidean_rank the position among the valid candidates (given nearest
-    first) and reranked_rank the rank by ``final_distances`` (ties by Euclidean order),
-    promotion = euclidean_rank - reranked_rank. Candidates with promotion > 0 come first,
-    by promotion descending (ties: better reranked rank first), then the others in
-    Euclidean order.
+    Per row, with euclidean_rank a candidate's position among the valid candidates (given
+    nearest first) and reranked_rank its rank by ``final_distances`` (equal distances in
+    Euclidean order), promotion = euclidean_rank - reranked_rank:
+
+    1. promoted candidates (promotion > 0), most promoted first; equal promotions by the
+       better reranked rank, which for equal promotions is also the better Euclidean rank;
+    2. then unchanged candidates (promotion = 0), in Euclidean order;
+    3. demoted candidates (promotion < 0) are dropped.
+
+    The first ``keep`` are returned, -1 padded: a row may hold fewer than ``keep`` even
+    when more candidates exist. When nothing moves (generation 0, where the reference's
+    final distance is the Euclidean one), this keeps the ``keep`` nearest.
+
+    Reference tie behaviour: it sorts promotions with ``torch.argsort`` (unstable), which
+    in practice keeps this order for up to 16 promoted candidates (libstdc++ sorts such
+    short ranges by insertion); with 17 to 19 promoted of 20 its order among equal
+    promotions is implementation-defined.
 
     Args:
         candidates: (P, C) item ids in Euclidean order; -1 padding (at the end).
@@ -304,12 +431,11 @@ def order_difficult_positives(candidates: np.ndarray, final_distances: np.ndarra
     reranked = np.empty_like(by_final)
     np.put_along_axis(reranked, by_final, np.broadcast_to(np.arange(width), by_final.shape), axis=1)
     promotion = euclidean - reranked
-    group = np.where(~valid, 2, np.where(promotion > 0, 0, 1))
-    primary = np.where(group == 0, -promotion, 0)
-    secondary = np.where(group == 0, reranked, euclidean)
-    order = np.lexsort((secondary, primary, group), axis=1)  # last key sorts first
+    # Groups: 0 promoted, 1 unchanged, 2 demoted or padding (never returned).
+    group = np.where(valid & (promotion > 0), 0, np.where(valid & (promotion == 0), 1, 2))
+    order = np.lexsort((euclidean, np.where(group == 0, -promotion, 0), group), axis=1)  # last key first
 
-    ranked = np.take_along_axis(np.where(valid, candidates, -1), order, axis=1)
+    ranked = np.take_along_axis(np.where(group < 2, candidates, -1), order, axis=1)
     out = np.full((num_rows, keep), -1, dtype=np.int64)
     out[:, : min(keep, width)] = ranked[:, :keep]
     return out

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sfrs.data.formats import describe_dataset_spec, open_dataset
+from sfrs.data import describe_dataset_spec, open_dataset
 from sfrs.data.formats.msls import CITY_EASTING_OFFSET_M, is_msls_root, read_msls
 from sfrs.errors import DataError
 

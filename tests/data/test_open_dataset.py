@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scipy.io
 
-from sfrs.data.formats import describe_dataset_spec, open_dataset
+from sfrs.data import describe_dataset_spec, open_dataset
 from sfrs.errors import DataError
 
 

@@ -6,9 +6,9 @@ import torch
 
 from sfrs import distributed
 from sfrs.config import Config, build_config
-from sfrs.data.formats import open_dataset
-from sfrs.models.network import build_network
-from sfrs.retrieval.extract import extract_descriptors_sharded
+from sfrs.data import open_dataset
+from sfrs.models import build_network
+from sfrs.retrieval import extract_descriptors_sharded
 from tests.tiny import TINY_MODEL
 
 distributed.setup("cpu")

@@ -1,4 +1,5 @@
-"""Two processes on CPU (gloo) through torchrun, as users launch multi-GPU jobs."""
+"""Two processes on CPU (gloo) through torchrun, as users launch multi-GPU jobs:
+``torchrun --no-python --nproc_per_node 2 sfrs-train ...`` runs the console script itself."""
 import json
 import os
 import signal
@@ -18,21 +19,29 @@ REPO = HERE.parents[1]
 pytestmark = pytest.mark.slow
 
 
+def environment():
+    """The console scripts of this interpreter's environment come first on PATH."""
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    return {**os.environ, "PATH": path, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+
+
+def torchrun_command(args, nproc=2):
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] + args
+
+
 def torchrun(args, nproc=2, **kwargs):
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] + args
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    return subprocess.run(command, env=env, capture_output=True, text=True, cwd=REPO, **kwargs)
+    return subprocess.run(torchrun_command(args, nproc), env=environment(), capture_output=True, text=True, cwd=REPO,
+                          **kwargs)
 
 
-def python(args, **kwargs):
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable] + args, env=env, capture_output=True, text=True, cwd=REPO, **kwargs)
+def run(command, **kwargs):
+    return subprocess.run(command, env=environment(), capture_output=True, text=True, cwd=REPO, **kwargs)
 
 
 def test_gathered_descriptors__equal_single_process(tiny_city_root, tmp_path):
     two = torchrun([str(HERE / "extract_script.py"), str(tmp_path / "two.npy")])
     assert two.returncode == 0, two.stderr[-2000:]
-    one = python([str(HERE / "extract_script.py"), str(tmp_path / "one.npy")])
+    one = run([sys.executable, str(HERE / "extract_script.py"), str(tmp_path / "one.npy")])
     assert one.returncode == 0, one.stderr[-2000:]
     a, b = np.load(tmp_path / "one.npy"), np.load(tmp_path / "two.npy")
     assert a.shape == b.shape
@@ -51,14 +60,14 @@ SETS = [arg for item in TINY_TRAINING for arg in ("--set", item)]
 
 
 def train_command(output):
-    return ["-m", "sfrs.train", "--generations", "2", "--epochs", "1", "--output", str(output),
+    return ["sfrs-train", "--generations", "2", "--epochs", "1", "--output", str(output),
             "--no-progress", "--device", "cpu"] + SETS
 
 
 def test_two_processes__same_losses_and_weights_as_one(tiny_city_root, tmp_path):
-    one = python(train_command(tmp_path / "one"))
+    one = run(train_command(tmp_path / "one"))
     assert one.returncode == 0, one.stderr[-3000:]
-    two = torchrun(train_command(tmp_path / "two"))
+    two = torchrun(["--no-python"] + train_command(tmp_path / "two"))
     assert two.returncode == 0, two.stderr[-3000:]
     a = json.loads((tmp_path / "one" / "results.json").read_text())
     b = json.loads((tmp_path / "two" / "results.json").read_text())
@@ -76,10 +85,9 @@ def test_two_processes__same_losses_and_weights_as_one(tiny_city_root, tmp_path)
 
 def test_two_processes__killed_then_resumed_completes(tiny_city_root, tmp_path):
     output = tmp_path / "run"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"] + train_command(output)
-    process = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
+    command = torchrun_command(["--no-python"] + train_command(output))
+    process = subprocess.Popen(command, env=environment(), cwd=REPO, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
     last = output / "checkpoints" / "last.pt"
     deadline = time.time() + 180
     while time.time() < deadline and process.poll() is None:
@@ -93,7 +101,7 @@ def test_two_processes__killed_then_resumed_completes(tiny_city_root, tmp_path):
     assert process.poll() is None, "finished before it could be killed"
     os.killpg(process.pid, signal.SIGKILL)  # the launcher and both workers
     process.wait()
-    resumed = torchrun(train_command(output) + ["--resume"])
+    resumed = torchrun(["--no-python"] + train_command(output) + ["--resume"])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     results = json.loads((output / "results.json").read_text())
     assert results["complete"] and [g["generation"] for g in results["generations"]] == [0, 1]
@@ -101,16 +109,16 @@ def test_two_processes__killed_then_resumed_completes(tiny_city_root, tmp_path):
 
 def test_eval_under_torchrun__same_recalls_as_one_process(tiny_city_root, tmp_path):
     from sfrs.config import Config, build_config
-    from sfrs.models.network import build_network
+    from sfrs.models import build_network
     from tests.tiny import TINY_MODEL
 
     torch.manual_seed(0)
     build_network(build_config(Config, overrides=TINY_MODEL).model).save(tmp_path / "model.pt")
-    args = ["-m", "sfrs.eval", "--checkpoint", str(tmp_path / "model.pt"), "--dataset", "synthetic:tiny",
-            "--no-progress", "--device", "cpu", "--batch-size", "7"]
-    one = python(args + ["--json", str(tmp_path / "one.json")])
+    command = ["sfrs-eval", "--checkpoint", str(tmp_path / "model.pt"), "--dataset", "synthetic:tiny",
+               "--no-progress", "--device", "cpu", "--batch-size", "7"]
+    one = run(command + ["--json", str(tmp_path / "one.json")])
     assert one.returncode == 0, one.stderr[-3000:]
-    two = torchrun(args + ["--json", str(tmp_path / "two.json")])
+    two = torchrun(["--no-python"] + command + ["--json", str(tmp_path / "two.json")])
     assert two.returncode == 0, two.stderr[-3000:]
     a = json.loads((tmp_path / "one.json").read_text())
     b = json.loads((tmp_path / "two.json").read_text())

@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from sfrs.data.images import build_transform, load_image
+from sfrs.data import build_transform, load_image
 from sfrs.errors import DataError
 from sfrs.retrieval.extract import extract_descriptors
 

@@ -1,9 +1,16 @@
-"""PCA-whitening: identity covariance on the fit data, agreement with an SVD reference."""
+"""PCA-whitening: identity covariance on the fit data, agreement with an SVD reference;
+attaching it to a network: reused, loaded from a cache of the same weights, or fitted."""
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-from sfrs.retrieval.pca import PCAWhitening, fit_pca_whitening
+from sfrs.config import Config, build_config
+from sfrs.data import Split
+from sfrs.errors import DataError
+from sfrs.models import PCAWhitening, build_network, load_network
+from sfrs.retrieval import attach_pca, fit_pca_whitening
+from tests.tiny import TINY_MODEL
 
 
 def anisotropic(rng, num, dim):
@@ -59,3 +66,48 @@ def test_fit_pca_whitening__impossible_dimension_is_a_clear_value_error(num, dim
     x = np.random.default_rng(3).normal(size=(num, dim_in))
     with pytest.raises(ValueError, match=r"at most min\(N-1, D\)"):
         fit_pca_whitening(x, dim_out)
+
+
+@pytest.fixture
+def small_split(tmp_path):
+    """12 random images, enough descriptors for a 4-d PCA."""
+    rng = np.random.default_rng(4)
+    paths = []
+    for i in range(12):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(rng.integers(0, 255, size=(48, 64, 3), dtype=np.uint8)).save(paths[-1])
+    utm = np.zeros((6, 2))
+    return Split(dataset="noise", split="train", database_paths=paths[:6], query_paths=paths[6:],
+                 database_utm=utm, query_utm=utm)
+
+
+def tiny_network():
+    torch.manual_seed(0)
+    return build_network(build_config(Config, None, TINY_MODEL).model).eval()
+
+
+def no_split():
+    raise DataError("no training split here")
+
+
+def test_attach_pca__fits_then_reuses_the_saved_model_and_loads_the_cache_of_the_same_weights(small_split, tmp_path):
+    images = torch.randn(2, 3, 48, 64)
+    fitted = tiny_network()
+    cache, saved = tmp_path / "pca4.pt", tmp_path / "model_pca4.pt"
+    message = attach_pca(fitted, 4, lambda: small_split, cache=cache, save_model_to=saved, progress=False)
+    assert "fitted on 12 descriptors of noise [train]" in message and message.endswith(f"model saved to {saved}")
+    assert fitted.out_dim == 4 and cache.is_file()
+
+    reloaded = load_network(saved)
+    assert "already stored with the model: reused" in attach_pca(reloaded, 4, no_split, save_model_to=tmp_path / "x.pt")
+    assert not (tmp_path / "x.pt").exists()  # nothing new to save
+
+    from_cache = tiny_network()
+    assert "loaded from" in attach_pca(from_cache, 4, no_split, cache=cache)
+    with torch.no_grad():
+        torch.testing.assert_close(from_cache(images), fitted(images))
+        torch.testing.assert_close(reloaded(images), fitted(images))
+
+    # A cache of another dimension is not trusted: the training split is needed again.
+    with pytest.raises(DataError, match="--pca needs the training split"):
+        attach_pca(tiny_network(), 3, no_split, cache=cache)

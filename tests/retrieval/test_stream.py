@@ -6,12 +6,12 @@ import torch
 
 import sfrs.retrieval.extract as extract_module
 from sfrs.config import Config, build_config
-from sfrs.data.formats import open_dataset
+from sfrs.data import open_dataset
 from sfrs.errors import DataError
-from sfrs.models.network import build_network
+from sfrs.models import build_network
 from sfrs.retrieval.extract import extract_descriptors
 from sfrs.retrieval.index import search
-from sfrs.retrieval.recall import recall_from_predictions
+from sfrs.retrieval.recall import recall_at_n
 from sfrs.retrieval.stream import (
     HDF5Descriptors,
     descriptor_fingerprint,
@@ -56,7 +56,7 @@ def test_streamed_extraction_and_chunked_search__same_recalls_as_in_memory(model
     _, got = search_hdf5(queries, db, 20, chunk=16)  # 80 rows in 5 chunks, 40 queries in 3
     np.testing.assert_array_equal(got, expected)
     positives = split.positives(25.0)
-    assert recall_from_predictions(got, positives) == recall_from_predictions(expected, positives)
+    assert recall_at_n(got, positives) == recall_at_n(expected, positives)
 
 
 def test_chunked_search__trains_ivf_on_a_sample_like_an_in_memory_index():

@@ -1,27 +1,45 @@
-"""Sparse k-reciprocal re-ranking against a dense reference written with sets and loops."""
+"""SFRS difficult positives: sparse k-reciprocal re-ranking and the promotion rule.
+
+The expected values come from implementations written here from the words of the
+contract (module docstring of ``sfrs.training.rerank`` and the spec's "Training tuple"):
+a dense float64 re-ranking with Python sets and loops, and a list-based selection rule.
+"""
 import numpy as np
 import pytest
 
-from sfrs.training.rerank import knn_graph, order_difficult_positives, rerank_candidates
+from sfrs.training.rerank import (
+    farthest_squared_distances,
+    knn_graph,
+    order_difficult_positives,
+    rerank_candidates,
+)
 
 
-def clustered(num=60, dim=8, clusters=6, seed=0):
+def clustered(num=60, dim=8, clusters=6, seed=0, spread=0.35):
     """L2-normalised points around a few centres: continuous values, so no distance ties."""
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(clusters, dim))
-    x = centres[rng.integers(clusters, size=num)] + 0.35 * rng.normal(size=(num, dim))
+    x = centres[rng.integers(clusters, size=num)] + spread * rng.normal(size=(num, dim))
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
-def dense_rerank(x, probes, candidates, k1, k2, lam):
-    """The module docstring's definition on the full (N_all, N_all) matrices."""
+def dense_final(x, probes, candidates, k1, k2, lam, distance):
+    """final(p, c) from the contract, on full (N, N) float64 matrices.
+
+    Base distance: the squared Euclidean distance s, or (``"reference"``) s squared and
+    divided by the square of the row's largest s over the whole set.
+    """
     x = x.astype(np.float64)
     n = len(x)
-    dist = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
-    order = np.argsort(dist, axis=1, kind="stable")
+    s = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
+    if distance == "reference":
+        d = s**2 / s.max(axis=1, keepdims=True) ** 2
+    else:
+        d = s
+    lists = [[int(j) for j in row] for row in np.argsort(d, axis=1, kind="stable")]
 
     def nn(i, k):
-        return [int(j) for j in order[i, : k + 1]]
+        return lists[i][: k + 1]
 
     def recip(i, k):
         return {j for j in nn(i, k) if i in nn(j, k)}
@@ -36,10 +54,10 @@ def dense_rerank(x, probes, candidates, k1, k2, lam):
             if len(other & base) > 2 / 3 * len(other):
                 expanded |= other
         members = sorted(expanded)
-        weights = np.exp(-dist[i, members])
+        weights = np.exp(-d[i, members])
         v[i, members] = weights / weights.sum()
     if k2 > 1:
-        v = np.stack([v[order[i, :k2]].mean(axis=0) for i in range(n)])
+        v = np.stack([v[nn(i, k2 - 1)].mean(axis=0) for i in range(n)])
 
     out = np.full(candidates.shape, np.inf)
     for p, probe in enumerate(probes):
@@ -47,63 +65,163 @@ def dense_rerank(x, probes, candidates, k1, k2, lam):
             if cand < 0:
                 continue
             jaccard = 1 - np.minimum(v[probe], v[cand]).sum() / np.maximum(v[probe], v[cand]).sum()
-            out[p, c] = (1 - lam) * jaccard + lam * dist[probe, cand]
+            out[p, c] = (1 - lam) * jaccard + lam * d[probe, cand]
     return out
 
 
-@pytest.fixture(scope="module")
-def items():
-    return clustered()
+def spec_selection(candidates, final, keep):
+    """The spec's rule, one row at a time with plain lists.
+
+    Rank the valid candidates by final distance (equal distances keep the Euclidean
+    order); keep first those re-ranking promotes, most promoted first (equal promotions:
+    better re-ranked rank first), then the unchanged ones in Euclidean order; drop the
+    demoted ones; keep up to ``keep``, -1 padded.
+    """
+    out = np.full((len(candidates), keep), -1, dtype=np.int64)
+    for row, (ids, dists) in enumerate(zip(candidates, final)):
+        entries = [(int(c), float(f)) for c, f in zip(ids, dists) if c >= 0]
+        euclidean = {c: e for e, (c, _) in enumerate(entries)}
+        by_final = sorted(entries, key=lambda entry: (entry[1], euclidean[entry[0]]))
+        reranked = {c: r for r, (c, _) in enumerate(by_final)}
+        promoted = [c for c, _ in entries if euclidean[c] > reranked[c]]
+        promoted.sort(key=lambda c: (reranked[c] - euclidean[c], reranked[c]))
+        unchanged = [c for c, _ in entries if euclidean[c] == reranked[c]]
+        chosen = (promoted + unchanged)[:keep]
+        out[row, : len(chosen)] = chosen
+    return out
 
 
-@pytest.fixture(scope="module")
-def lists(items):
-    rng = np.random.default_rng(1)
-    probes = rng.choice(len(items), size=12, replace=False)
-    # Each probe's 10 nearest others (the usual case) and 10 random items.
+def probe_lists(items, seed, num_probes=12):
+    """Probes with their 10 nearest others (the usual case) and 10 random items, some padded."""
+    rng = np.random.default_rng(seed)
+    probes = rng.choice(len(items), size=num_probes, replace=False)
     d = ((items[probes, None, :].astype(np.float64) - items[None, :, :]) ** 2).sum(-1)
     near = np.argsort(d, axis=1)[:, 1:11]
     far = np.stack([rng.choice(len(items), size=10, replace=False) for _ in probes])
-    return probes, np.concatenate([near, far], axis=1)
+    candidates = np.concatenate([near, far], axis=1)
+    candidates[0, 15:] = -1
+    candidates[1, 4:] = -1
+    return probes, candidates
 
 
-@pytest.mark.parametrize("k1", [4, 6])
-@pytest.mark.parametrize("k2", [1, 3])
-@pytest.mark.parametrize("lam", [0.0, 0.1, 0.3])
-def test_rerank_candidates__matches_dense_reference(items, lists, k1, k2, lam):
-    probes, candidates = lists
-    expected = dense_rerank(items, probes, candidates, k1, k2, lam)
-    got = rerank_candidates(items, probes, candidates, k1=k1, k2=k2, lam=lam)
+@pytest.mark.parametrize("distance", ["reference", "squared"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("k1, k2, lam", [(4, 1, 0.1), (6, 1, 0.3), (4, 3, 0.1), (6, 4, 0.0)])
+def test_rerank_candidates__matches_the_dense_definition(distance, seed, k1, k2, lam):
+    items = clustered(seed=seed)
+    probes, candidates = probe_lists(items, seed + 10)
+    expected = dense_final(items, probes, candidates, k1, k2, lam, distance)
+    got = rerank_candidates(items, probes, candidates, k1=k1, k2=k2, lam=lam, distance=distance)
     assert got.shape == candidates.shape and got.dtype == np.float64
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
-    # The Jaccard part is not trivial: some candidates share neighbours, others none.
-    if lam == 0.0:
-        assert (got < 1).any() and (got == 1).any()
+    assert np.all(np.isinf(got[candidates < 0]))
+    if lam == 0.0:  # then final = Jaccard: not trivial, some share neighbours, others none
+        jaccard = got[candidates >= 0]
+        assert (jaccard < 1).any() and (jaccard == 1).any()
 
 
-def test_rerank_candidates__accepts_a_precomputed_wider_graph(items, lists):
-    probes, candidates = lists
+def test_rerank_candidates__default_is_the_reference_distance():
+    items = clustered(seed=3)
+    probes, candidates = probe_lists(items, 13)
+    default = rerank_candidates(items, probes, candidates, k1=6)
+    np.testing.assert_array_equal(default, rerank_candidates(items, probes, candidates, k1=6, distance="reference"))
+    squared = rerank_candidates(items, probes, candidates, k1=6, distance="squared")
+    valid = candidates >= 0
+    assert np.abs(default[valid] - squared[valid]).max() > 1e-3
+
+
+def test_rerank_candidates__row_maximum_runs_over_the_whole_set():
+    """Items that are nobody's neighbour still set the reference's row maxima."""
+    # The bulk lies in a cap around `pole`, three far items around its antipode: no bulk
+    # item has a far one among its 5 nearest, so only the row maxima can see them.
+    pole = np.zeros(8)
+    pole[0] = 3.0
+    bulk = clustered(num=50, seed=4) + pole
+    far = -pole + 0.3 * np.random.default_rng(5).normal(size=(3, 8))
+    joint = np.concatenate([bulk, far])
+    joint = (joint / np.linalg.norm(joint, axis=1, keepdims=True)).astype(np.float32)
+    items = joint[:50]
+    probes, candidates = probe_lists(items, 14)
+    with_far = rerank_candidates(joint, probes, candidates, k1=5, lam=0.3)
+    np.testing.assert_allclose(with_far, dense_final(joint, probes, candidates, 5, 1, 0.3, "reference"), atol=1e-9)
+    without = rerank_candidates(items, probes, candidates, k1=5, lam=0.3)
+    valid = candidates >= 0
+    assert np.abs(with_far[valid] - without[valid]).max() > 1e-3
+    # The squared distance has no row maximum: the far items change nothing there.
+    np.testing.assert_allclose(
+        rerank_candidates(joint, probes, candidates, k1=5, lam=0.3, distance="squared"),
+        rerank_candidates(items, probes, candidates, k1=5, lam=0.3, distance="squared"),
+        rtol=0, atol=1e-12,
+    )
+
+
+def test_farthest_squared_distances__exact_over_the_whole_set():
+    items = clustered(num=80, dim=6, seed=6).astype(np.float64)
+    # Two near-antipodes of item 0 closer to each other than float32 can tell apart.
+    twin = -items[0].copy()
+    twin_b = twin + 1e-9 * np.arange(1, 7)
+    x = np.concatenate([items, twin[None], twin_b[None], items[:2]])  # duplicates too
+    exact = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1).max(axis=1)
+    np.testing.assert_allclose(farthest_squared_distances(x), exact, rtol=0, atol=1e-13)
+    subset = np.array([5, 0, 81, 5])
+    np.testing.assert_allclose(farthest_squared_distances(x, subset), exact[subset], rtol=0, atol=1e-13)
+    assert farthest_squared_distances(np.ones((4, 3))).tolist() == [0, 0, 0, 0]
+
+
+def test_rerank_and_select__sfrs_settings_change_the_selection():
+    """k1 = 20, k2 = 1, lambda = 0.1, 20 candidates, keep 10: the whole SFRS path.
+
+    The dense final distances followed by the spec's rule give the expected selection;
+    plain Euclidean order (re-ranking skipped) would keep the first 10 candidates, which
+    differs in most rows here.
+    """
+    joint = clustered(num=150, dim=12, clusters=8, seed=7, spread=0.5)
+    probes = np.arange(40)  # "queries" first, then the "database"
+    d = ((joint[probes, None, :].astype(np.float64) - joint[None, 40:, :]) ** 2).sum(-1)
+    candidates = 40 + np.argsort(d, axis=1, kind="stable")[:, :20]
+    candidates[3, 12:] = -1  # a query with only 12 positives
+
+    final = rerank_candidates(joint, probes, candidates)
+    expected_final = dense_final(joint, probes, candidates, 20, 1, 0.1, "reference")
+    np.testing.assert_allclose(final, expected_final, rtol=0, atol=1e-9)
+    chosen = order_difficult_positives(candidates, final, keep=10)
+    np.testing.assert_array_equal(chosen, spec_selection(candidates, expected_final, 10))
+    differs = (chosen != candidates[:, :10]).any(axis=1)
+    assert differs.sum() >= 20
+    # Demoted candidates are dropped, so some rows keep fewer than 10.
+    assert ((chosen == -1).sum(axis=1) > 0).sum() >= 5
+    # The squared-distance option is a different selection on the same descriptors.
+    squared = order_difficult_positives(candidates, rerank_candidates(joint, probes, candidates, distance="squared"), 10)
+    assert (squared != chosen).any()
+
+
+def test_rerank_candidates__accepts_a_precomputed_wider_graph():
+    items = clustered(seed=8)
+    probes, candidates = probe_lists(items, 18)
     graph = knn_graph(items, 12)
-    got = rerank_candidates(items, probes, candidates, k1=6, k2=3, lam=0.1, graph=graph)
-    np.testing.assert_allclose(got, dense_rerank(items, probes, candidates, 6, 3, 0.1), rtol=0, atol=1e-9)
+    for distance in ("reference", "squared"):
+        got = rerank_candidates(items, probes, candidates, k1=6, k2=3, lam=0.1, graph=graph, distance=distance)
+        np.testing.assert_allclose(got, dense_final(items, probes, candidates, 6, 3, 0.1, distance), atol=1e-9)
 
 
-def test_rerank_candidates__padding_gets_inf(items, lists):
-    probes, candidates = lists
-    padded = candidates[:, :8].copy()
+def test_rerank_candidates__padding_gets_inf_and_does_not_leak():
+    items = clustered(seed=9)
+    probes, candidates = probe_lists(items, 19)
+    full = candidates[2:, :8]
+    padded = full.copy()
     padded[0, 5:] = -1
     padded[3, :] = -1
-    got = rerank_candidates(items, probes, padded, k1=4, k2=3)
+    got = rerank_candidates(items, probes[2:], padded, k1=4, k2=3)
     assert np.all(np.isinf(got[0, 5:])) and np.all(np.isinf(got[3]))
-    unpadded = rerank_candidates(items, probes, candidates[:, :8], k1=4, k2=3)
+    unpadded = rerank_candidates(items, probes[2:], full, k1=4, k2=3)
     keep = padded >= 0
     np.testing.assert_array_equal(got[keep], unpadded[keep])
-    everything_padded = rerank_candidates(items, probes[:2], np.full((2, 3), -1))
-    assert np.all(np.isinf(everything_padded))
+    assert np.all(np.isinf(rerank_candidates(items, probes[:2], np.full((2, 3), -1))))
 
 
-def test_rerank_candidates__rejects_bad_arguments(items, lists):
-    probes, candidates = lists
+def test_rerank_candidates__rejects_bad_arguments():
+    items = clustered(seed=0)
+    probes, candidates = probe_lists(items, 10)
     with pytest.raises(ValueError, match="k2"):
         rerank_candidates(items, probes, candidates, k1=4, k2=6)
     with pytest.raises(ValueError, match="candidate ids"):
@@ -112,6 +230,8 @@ def test_rerank_candidates__rejects_bad_arguments(items, lists):
         rerank_candidates(items[:5], probes[:1] % 5, candidates[:1] % 5, k1=20)
     with pytest.raises(ValueError, match="graph"):
         rerank_candidates(items, probes, candidates, k1=6, graph=knn_graph(items, 5))
+    with pytest.raises(ValueError, match="distance"):
+        rerank_candidates(items, probes, candidates, k1=4, distance="euclidean")
 
 
 def test_knn_graph__self_first_with_duplicated_vectors():
@@ -148,48 +268,71 @@ def test_knn_graph__rejects_k_larger_than_the_set():
         knn_graph(clustered(num=4, dim=3), 5)
 
 
-def test_order_difficult_positives__promoted_first_then_euclidean_order():
-    candidates = np.array([
-        [10, 11, 12, 13, 14, 15],
-        [20, 21, 22, -1, -1, -1],
-        [30, 31, 32, 33, -1, -1],
-    ])
-    final = np.array([
-        # reranked order 13, 10, 15, 11, 12, 14 -> ranks 1, 3, 4, 0, 5, 2
-        # promotions: 10:-1, 11:-2, 12:-2, 13:+3, 14:-1, 15:+3 -> 13 and 15 tie at +3,
-        # 13 has the better reranked rank.
-        [0.2, 0.4, 0.5, 0.1, 0.9, 0.3],
-        [0.3, 0.2, 0.1, np.inf, np.inf, np.inf],  # 22:+2, 21:0, 20:-2
-        [0.1, 0.2, 0.3, 0.4, np.inf, np.inf],  # nothing promoted: Euclidean order
-    ])
+# Hand-computed cases of the selection rule. Candidates are given in Euclidean order, so
+# a candidate's Euclidean rank is its column; promotion = Euclidean rank - re-ranked rank.
+ORDER_CASES = {
+    # re-ranked order 12, 11, 10, 13, 15, 14: promotions 10:-2 11:0 12:+2 13:0 14:-1 15:+1
+    "promoted, then unchanged, demoted dropped": (
+        [10, 11, 12, 13, 14, 15], [0.3, 0.2, 0.1, 0.4, 0.6, 0.5], 4, [12, 15, 11, 13],
+    ),
+    "same row, keep 2": ([10, 11, 12, 13, 14, 15], [0.3, 0.2, 0.1, 0.4, 0.6, 0.5], 2, [12, 15]),
+    "same row, keep larger than what survives": (
+        [10, 11, 12, 13, 14, 15], [0.3, 0.2, 0.1, 0.4, 0.6, 0.5], 8, [12, 15, 11, 13, -1, -1, -1, -1],
+    ),
+    # re-ranked 13, 10, 15, 11, 12, 14: promotions 10:-1 11:-2 12:-2 13:+3 14:-1 15:+3
+    "equal promotions: better re-ranked rank first": (
+        [10, 11, 12, 13, 14, 15], [0.2, 0.4, 0.5, 0.1, 0.9, 0.3], 6, [13, 15, -1, -1, -1, -1],
+    ),
+    # pairwise swaps: 21, 23, 25 each promoted by 1; 20, 22, 24 demoted by 1
+    "three equal promotions": ([20, 21, 22, 23, 24, 25], [0.2, 0.1, 0.4, 0.3, 0.6, 0.5], 6, [21, 23, 25, -1, -1, -1]),
+    # reversal: 43:+3, 42:+1, 41:-1, 40:-3
+    "reversed order": ([40, 41, 42, 43], [0.4, 0.3, 0.2, 0.1], 4, [43, 42, -1, -1]),
+    "nothing moves: the nearest, in order (generation 0)": ([1, 2, 3, 4], [0.1, 0.2, 0.3, 0.4], 3, [1, 2, 3]),
+    # padding's distance (even 0, even nan) takes no rank: 31 and 32 promoted by 1, 30 demoted
+    "padding ignored": ([30, 31, 32, -1, -1], [0.3, 0.1, 0.2, 0.0, np.nan], 4, [31, 32, -1, -1]),
+    "all padding": ([-1, -1, -1], [np.inf, np.inf, np.inf], 2, [-1, -1]),
+    # equal final distances keep the Euclidean order: nothing moves
+    "ties in final distance are unchanged": ([7, 8, 9], [0.2, 0.2, 0.2], 3, [7, 8, 9]),
+    # 9 first (+2); 7 and 8 tie at 0.5 and keep Euclidean order behind it: both demoted
+    "ties after a promotion": ([7, 8, 9], [0.5, 0.5, 0.1], 3, [9, -1, -1]),
+}
+
+
+@pytest.mark.parametrize("name", list(ORDER_CASES))
+def test_order_difficult_positives__hand_computed(name):
+    candidates, final, keep, expected = ORDER_CASES[name]
+    out = order_difficult_positives(np.array([candidates]), np.array([final], dtype=np.float64), keep)
+    assert out.dtype == np.int64 and out.shape == (1, keep)
+    np.testing.assert_array_equal(out[0], expected)
+
+
+def test_order_difficult_positives__rows_are_independent_and_keep_zero_works():
+    rows = [ORDER_CASES["promoted, then unchanged, demoted dropped"], ORDER_CASES["reversed order"]]
+    candidates = np.full((2, 6), -1)
+    final = np.full((2, 6), np.inf)
+    for r, (ids, dists, _, _) in enumerate(rows):
+        candidates[r, : len(ids)] = ids
+        final[r, : len(dists)] = dists
     out = order_difficult_positives(candidates, final, keep=4)
-    np.testing.assert_array_equal(out, [
-        [13, 15, 10, 11],
-        [22, 20, 21, -1],
-        [30, 31, 32, 33],
-    ])
-    wide = order_difficult_positives(candidates, final, keep=8)
-    assert wide.shape == (3, 8) and wide.dtype == np.int64
-    np.testing.assert_array_equal(wide[0], [13, 15, 10, 11, 12, 14, -1, -1])
-    assert order_difficult_positives(candidates, final, keep=0).shape == (3, 0)
+    np.testing.assert_array_equal(out, [[12, 15, 11, 13], [43, 42, -1, -1]])
+    assert order_difficult_positives(candidates, final, keep=0).shape == (2, 0)
 
 
-def test_order_difficult_positives__ties_in_final_distance_keep_euclidean_order():
-    out = order_difficult_positives(np.array([[1, 2, 3]]), np.array([[0.5, 0.5, 0.1]]), keep=3)
-    np.testing.assert_array_equal(out, [[3, 1, 2]])
+def test_order_difficult_positives__matches_the_list_rule_on_random_rows():
+    rng = np.random.default_rng(20)
+    width = 20
+    candidates = np.tile(np.arange(100, 100 + width), (400, 1))
+    lengths = rng.integers(0, width + 1, size=400)
+    candidates[np.arange(width)[None, :] >= lengths[:, None]] = -1
+    # Few distinct values: many ties in final distance and in promotion.
+    final = rng.integers(0, 6, size=candidates.shape).astype(np.float64)
+    final[200:] = rng.random(size=(200, width))  # and continuous ones
+    for keep in (10, 25):
+        np.testing.assert_array_equal(
+            order_difficult_positives(candidates, final, keep), spec_selection(candidates, final, keep)
+        )
 
 
 def test_order_difficult_positives__rejects_non_finite_valid_distances():
     with pytest.raises(ValueError, match="finite"):
         order_difficult_positives(np.array([[1, 2]]), np.array([[0.1, np.nan]]), keep=2)
-
-
-def test_rerank_then_order__end_to_end_on_the_clustered_set(items, lists):
-    probes, candidates = lists
-    near = candidates[:, :10]
-    final = rerank_candidates(items, probes, near, k1=6)
-    chosen = order_difficult_positives(near, final, keep=5)
-    assert chosen.shape == (len(probes), 5)
-    for row, picked in zip(near, chosen):
-        assert set(picked.tolist()) <= set(row.tolist())
-        assert len(set(picked.tolist())) == 5

@@ -1,27 +1,34 @@
-"""End-to-end training on the tiny city: outputs, labels, exact resume, NaN guard."""
+"""End-to-end training on the tiny city: outputs, the teacher's labels, exact resume, NaN guard."""
 import json
 
 import numpy as np
 import pytest
 import torch
 
-from sfrs.config import Config, build_config, validate_config, with_schedule
-from sfrs.models.network import load_network
-from sfrs.training import trainer as trainer_module
+from sfrs.config import load_config
+from sfrs.data import load_image, open_dataset
+from sfrs.models import load_network
+from sfrs.training import Objective, TrainingError, train
+from sfrs.training.mining import build_training_set
 from sfrs.training.softlabels import read_soft_labels
-from sfrs.training.trainer import SFRSTrainer, TrainingError, _Interrupted
+from sfrs.training.trainer import Interrupted
 from tests.tiny import TINY_TRAINING
 
 
 def tiny_config(*extra):
-    config = with_schedule(build_config(Config, overrides=TINY_TRAINING + list(extra)), generations=2, epochs=1)
-    validate_config(config)
-    return config
+    return load_config(overrides=TINY_TRAINING + list(extra), generations=2, epochs=1)
 
 
-def train(config, output, **kwargs):
+def run(config, output, stop_after=None):
     torch.manual_seed(config.seed)
-    return SFRSTrainer(config, output, progress=False, log=lambda line: None, **kwargs).run()
+    steps = []
+
+    def on_step():
+        steps.append(1)
+        if stop_after is not None and len(steps) >= stop_after:
+            raise Interrupted()
+
+    return train(config, output, progress=False, log=lambda line: None, on_step=on_step)
 
 
 def weights(path):
@@ -31,26 +38,39 @@ def weights(path):
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, private_cache):
     output = tmp_path_factory.mktemp("run")
-    results = train(tiny_config(), output)
-    return output, results
+    return output, run(tiny_config(), output)
 
 
 def test_run__writes_results_checkpoints_and_labels(uninterrupted):
     output, results = uninterrupted
     assert [g["generation"] for g in results["generations"]] == [0, 1]
-    for gen in results["generations"]:
-        assert set(gen["val"]) >= {"1", "5", "10"} and set(gen["test"]) >= {"1", "5", "10"}
+    assert results["generations"][1]["terms"] == {"hard": 1.0, "soft": 0.5}
     on_disk = json.loads((output / "results.json").read_text())
     assert on_disk["complete"] and on_disk["best"]["metric"] == "val R@5"
-    assert "| gen |" in (output / "results.md").read_text()
-    for name in ("best.pt", "final.pt", "checkpoints/gen0_ep0.pt", "checkpoints/gen1_final.pt", "checkpoints/last.pt"):
+    table = (output / "results.md").read_text()
+    assert "| gen | epoch | steps | hard | soft | total |" in table
+    for name in ("best.pt", "final.pt", "config.yaml", "checkpoints/gen0_ep0.pt", "checkpoints/gen1_final.pt",
+                 "checkpoints/last.pt"):
         assert (output / name).exists(), name
-    assert load_network(output / "best.pt").out_dim == load_network(output / "final.pt").out_dim
-    labels = read_soft_labels(output / "softlabels" / "gen1.h5")
-    assert labels.similarities.shape[1:] == (3, 9) and labels.teacher_temperature == 0.07
-    valid = labels.positive_ids >= 0
-    assert np.all(np.abs(labels.similarities[valid]) <= 1.0 + 1e-5)
     assert list((output / "tb").glob("events.out.tfevents.*"))
+
+
+def test_generation_one_labels__are_the_generation_zero_teachers_for_every_positive(uninterrupted):
+    output, _ = uninterrupted
+    labels = read_soft_labels(output / "softlabels" / "gen1.h5")
+    split = open_dataset("synthetic:tiny", "train")
+    ts = build_training_set(split, 10.0, 25.0)
+    teacher = load_network(output / "checkpoints" / "gen0_final.pt").eval()
+    transform = teacher.transform()
+    for row in (0, ts.num_queries // 2, ts.num_queries - 1):
+        # every positive within 10 m is labelled, so the student may pick any of them
+        assert set(labels.positive_ids[row][labels.positive_ids[row] >= 0]) == set(ts.positives[row])
+        with torch.no_grad():
+            query = teacher(transform(load_image(split.query_paths[ts.query_ids[row]]))[None])[0].double()
+            for slot in (0, len(ts.positives[row]) - 1):
+                db = labels.positive_ids[row, slot]
+                regions = teacher.region_descriptors(transform(load_image(split.database_paths[db]))[None])[0]
+                np.testing.assert_allclose(labels.similarities[row, slot], (regions.double() @ query).numpy(), atol=1e-5)
 
 
 def test_resume_after_interruption__equals_uninterrupted(uninterrupted, tmp_path):
@@ -58,11 +78,10 @@ def test_resume_after_interruption__equals_uninterrupted(uninterrupted, tmp_path
     config = tiny_config()
     # stop inside generation 0 (mid-chunk), then inside generation 1, then finish
     for stop in (3, 3):
-        with pytest.raises(_Interrupted):
-            train(config, tmp_path, stop_after_steps=stop)
-    resumed = train(config, tmp_path)
-    for a, b in zip(reference["generations"], resumed["generations"]):
-        assert a["val"] == b["val"] and a["test"] == b["test"]
+        with pytest.raises(Interrupted):
+            run(config, tmp_path, stop_after=stop)
+    resumed = run(config, tmp_path)
+    assert [(g["val"], g["test"]) for g in reference["generations"]] == [(g["val"], g["test"]) for g in resumed["generations"]]
     final_ref, final_resumed = weights(reference_dir / "final.pt"), weights(tmp_path / "final.pt")
     for name in final_ref:
         torch.testing.assert_close(final_ref[name], final_resumed[name], rtol=0, atol=0)
@@ -71,17 +90,29 @@ def test_resume_after_interruption__equals_uninterrupted(uninterrupted, tmp_path
 def test_resume__refuses_another_config(uninterrupted):
     output, _ = uninterrupted
     with pytest.raises(Exception, match="optim.lr"):
-        SFRSTrainer(tiny_config("optim.lr=0.5"), output, progress=False, log=lambda line: None).run()
+        run(tiny_config("optim.lr=0.5"), output)
+
+
+def test_hard_negative_memory__carries_into_the_next_generation(uninterrupted):
+    output, _ = uninterrupted
+    end_of_gen0 = torch.load(output / "checkpoints" / "gen0_ep0.pt", weights_only=False)["miner"]["previous_hardest"]
+    gen1 = torch.load(output / "checkpoints" / "gen1_ep0.pt", weights_only=False)["miner"]["previous_hardest"]
+    mined_in_gen0 = np.all(end_of_gen0 >= 0, axis=1)
+    mined_in_gen1 = np.any(gen1 != end_of_gen0, axis=1)
+    # queries mined in generation 0 but not in generation 1 still remember their negatives
+    remembered = mined_in_gen0 & ~mined_in_gen1
+    assert remembered.any() and mined_in_gen1.any()
+    assert np.array_equal(gen1[remembered], end_of_gen0[remembered])
 
 
 def test_non_finite_loss__stops_naming_the_step(tmp_path, monkeypatch):
-    original = trainer_module.Objective.__call__
+    original = Objective.forward
 
-    def poisoned(self, batch, descriptors):
-        out = original(self, batch, descriptors)
+    def poisoned(self, batch):
+        out = original(self, batch)
         out.total = out.total * float("nan")
         return out
 
-    monkeypatch.setattr(trainer_module.Objective, "__call__", poisoned)
+    monkeypatch.setattr(Objective, "forward", poisoned)
     with pytest.raises(TrainingError, match=r"non-finite loss at generation 0, epoch 0, step 0"):
-        train(tiny_config(), tmp_path)
+        run(tiny_config(), tmp_path)

@@ -45,6 +45,10 @@ may overlap. The i-th city read (0-based, in the order of ``cities``) has ``i * 
 added to its easting (``CITY_EASTING_OFFSET_M``). Distances within a city are unchanged;
 UTM eastings lie within (100 km, 900 km), so two cities are always more than 9,000 km
 apart and no positive can cross cities. The coordinates are thus *not* plain UTM.
+
+Specs (:data:`MSLS`, the format declared to the registry): ``msls:<root>``, or a folder
+holding ``train_val/`` / ``test/`` city folders and no ``images/`` (a folder with
+``images/`` is a VG folder, even when it also looks like MSLS).
 """
 from __future__ import annotations
 
@@ -57,6 +61,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from sfrs.data.formats.base import DatasetFormat, DatasetLocation
 from sfrs.data.geo import EVAL_POSITIVE_RADIUS_M, Split, positives_within
 from sfrs.errors import DataError
 
@@ -70,6 +75,7 @@ CITY_EASTING_OFFSET_M = 1e7
 OFFICIAL_VAL_QUERIES = 740
 OFFICIAL_VAL_DATABASE = 18_871
 SUBTASKS = ("all", "s2w", "w2s", "o2n", "n2o", "d2n", "n2d")
+SCHEME = "msls:"
 
 # Logical column -> accepted header names (compared case-insensitively).
 _COLUMNS: Dict[str, Tuple[str, ...]] = {
@@ -92,6 +98,7 @@ __all__ = [
     "MSLS_PROTOCOLS",
     "VAL_CITIES",
     "CITY_EASTING_OFFSET_M",
+    "MSLS",
 ]
 
 
@@ -432,3 +439,47 @@ def read_msls(
         },
         protocol=text,
     )
+
+
+# -- the format ----------------------------------------------------------------------------
+
+
+def _is_msls_folder(spec: str) -> bool:
+    path = Path(spec).expanduser()
+    return path.is_dir() and not (path / "images").is_dir() and is_msls_root(path)
+
+
+def _detect(spec: str) -> bool:
+    return spec.startswith(SCHEME) or _is_msls_folder(spec)
+
+
+def _describe(spec: str) -> str:
+    root = spec[len(SCHEME):] if spec.startswith(SCHEME) else spec
+    return f"MSLS native layout {root} (train_val/ and test/ city folders, CSV metadata)"
+
+
+def _open(spec: str, split: str, images_root: Optional[str], protocol: Optional[str]) -> Split:
+    root = spec
+    if spec.startswith(SCHEME):
+        root = spec[len(SCHEME):]
+        if not root:
+            raise DataError(f"dataset '{spec}': missing folder after '{SCHEME}'")
+    return read_msls(Path(root).expanduser(), split, protocol=protocol or "official")
+
+
+def _discover(folder: Path) -> List[DatasetLocation]:
+    """The native layout with both validation cities under ``train_val/``, whatever the
+    folder's name, as ``msls_val`` (the official 740-query protocol)."""
+    if not is_msls_root(folder) or not all((folder / "train_val" / city).is_dir() for city in VAL_CITIES):
+        return []
+    return [DatasetLocation("msls_val", f"{SCHEME}{folder}", None, "msls", "val", folder)]
+
+
+MSLS = DatasetFormat(
+    name="msls",
+    spec_help="msls:<folder> or a folder in the MSLS native layout (train_val/ and test/ city folders)",
+    detect=_detect,
+    describe=_describe,
+    open=_open,
+    discover=_discover,
+)

@@ -3,7 +3,9 @@
 ``scipy.io.loadmat(path)['dbStruct']`` is a MATLAB struct (Arandjelovic et al., NetVLAD,
 CVPR 2016). Fields are read by *name*: TokyoTM inserts ``dbTimeStamp``/``qTimeStamp``
 after the UTM fields, which breaks readers that index fields by position. See
-``shared/spec/datasets.md`` section 2.
+``shared/spec/datasets.md`` section 2. :data:`NETVLAD_MAT` declares the format to the
+registry; a .mat file describes one split, so a spec may name it per split with a
+``{split}`` placeholder (``/data/pitts30k_{split}.mat``).
 """
 from __future__ import annotations
 
@@ -13,8 +15,9 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
-import scipy.io
 
+from sfrs.data.conventions import canonical_name, split_suffix
+from sfrs.data.formats.base import DatasetFormat, DatasetLocation
 from sfrs.data.geo import Split
 from sfrs.errors import DataError
 
@@ -40,6 +43,8 @@ def read_netvlad_mat(mat_path: PathLike, images_root: PathLike, name: Optional[s
     Raises:
         DataError: unreadable file, no ``dbStruct``, missing or inconsistent fields, missing images.
     """
+    import scipy.io  # here, not at the top: importing sfrs.data stays cheap
+
     mat_path = Path(mat_path)
     try:
         contents = scipy.io.loadmat(str(mat_path))
@@ -232,3 +237,72 @@ def _resolve(root: Path, relative_paths: Sequence[str]) -> List[str]:
                 path = stem + ".png"
         paths.append(path)
     return paths
+
+
+# -- the format ----------------------------------------------------------------------------
+
+
+def _detect(spec: str) -> bool:
+    path = Path(spec).expanduser()
+    return path.suffix.lower() == ".mat" and path.is_file()
+
+
+def _describe(spec: str) -> str:
+    return f"NetVLAD .mat specification {spec} (images under --images-root)"
+
+
+def _open(spec: str, split: str, images_root: Optional[str], protocol: Optional[str]) -> Split:
+    if images_root is None:
+        raise DataError(f"{spec}: a NetVLAD .mat data set needs --images-root (the folder with its images)")
+    result = read_netvlad_mat(Path(spec).expanduser(), images_root)
+    if result.split != split:
+        raise DataError(f"{spec}: describes split '{result.split}' (whichSet) but split '{split}' was requested")
+    return result
+
+
+def _which_set(mat_path: Path) -> str:
+    """``dbStruct.whichSet`` of a NetVLAD .mat file (for names without ``_<split>``)."""
+    import scipy.io
+
+    try:
+        db_struct = scipy.io.loadmat(str(mat_path), simplify_cells=True)["dbStruct"]
+        which = db_struct["whichSet"]
+    except KeyError as exc:
+        raise DataError(f"{mat_path}: no dbStruct.{exc.args[0]} (needed to know which split it describes)") from None
+    except Exception as exc:  # scipy raises several types
+        raise DataError(f"{mat_path}: cannot read MATLAB file ({_one_line(exc)})") from None
+    if not isinstance(which, str) or not which:
+        raise DataError(f"{mat_path}: dbStruct.whichSet is not a single string")
+    return which
+
+
+def _discover(folder: Path) -> List[DatasetLocation]:
+    """Known benchmarks described by ``<folder>/*.mat`` (``pitts30k_test.mat``, ``tokyo247.mat``),
+    images in that same folder; per benchmark the test file, else val. A file without a split
+    suffix is opened to read ``whichSet``."""
+    by_name: Dict[str, Dict[str, Path]] = {}
+    for mat in sorted(folder.glob("*.mat")):
+        if not mat.is_file():
+            continue
+        base, split = split_suffix(mat.stem)
+        name = canonical_name(base, allow_split_suffix=False)
+        if name is None:
+            continue
+        by_name.setdefault(name, {}).setdefault(split or _which_set(mat), mat)
+    found = []
+    for name, splits in by_name.items():
+        split = next((s for s in ("test", "val") if s in splits), None)
+        if split is not None:
+            found.append(DatasetLocation(name, str(splits[split]), str(folder), "mat", split, splits[split]))
+    return found
+
+
+NETVLAD_MAT = DatasetFormat(
+    name="mat",
+    spec_help="a NetVLAD .mat file (with --images-root; '{split}' in its name stands for the split)",
+    detect=_detect,
+    describe=_describe,
+    open=_open,
+    discover=_discover,
+    name_suffixes=(".mat",),
+)

@@ -7,6 +7,8 @@ Geo-localization Benchmark", CVPR 2022)::
     @tile_num@heading@pitch@roll@height@timestamp@note@.jpg
 
 Only the two UTM fields are required. See ``shared/spec/datasets.md`` section 1.
+:data:`VG_FOLDER` declares the format to the registry: any folder not claimed by a stricter
+format is read as a VG folder.
 """
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from sfrs.data.conventions import canonical_name
+from sfrs.data.formats.base import DatasetFormat, DatasetLocation
 from sfrs.data.geo import Split
 from sfrs.errors import DataError
 
@@ -169,3 +173,50 @@ def read_vg_split(dataset_root: PathLike, split: str, name: Optional[str] = None
         database_place_ids=_place_ids(lists["database"]),
         protocol=f"VG folder {split_dir} (database/ vs queries/, UTM from file names)",
     )
+
+
+# -- the format ----------------------------------------------------------------------------
+
+
+def _detect(spec: str) -> bool:
+    return Path(spec).expanduser().is_dir()
+
+
+def _describe(spec: str) -> str:
+    return f"VG folder {spec} (images/<split>/{{database,queries}}, UTM from '@' file names)"
+
+
+def _open(spec: str, split: str, images_root: Optional[str], protocol: Optional[str]) -> Split:
+    return read_vg_split(Path(spec).expanduser(), split)
+
+
+def _split_with_images(folder: Path, prefer: Sequence[str]) -> Optional[str]:
+    """The first split of ``prefer`` with both ``images/<split>/database`` and ``queries``."""
+    for split in prefer:
+        split_dir = folder / "images" / split
+        if all((split_dir / subset).is_dir() for subset in SUBSETS):
+            return split
+    return None
+
+
+def _discover(folder: Path) -> List[DatasetLocation]:
+    """A folder named after a known benchmark (exactly, no split suffix) with ``images/``:
+    split ``test``, else ``val`` (``val`` first for msls_val: that benchmark is MSLS's validation set)."""
+    name = canonical_name(folder.name, allow_split_suffix=False)
+    if name is None or not (folder / "images").is_dir():
+        return []
+    split = _split_with_images(folder, ("val", "test") if name == "msls_val" else ("test", "val"))
+    if split is None:
+        return []
+    return [DatasetLocation(name, str(folder), None, "vg", split, folder)]
+
+
+VG_FOLDER = DatasetFormat(
+    name="vg",
+    spec_help="a VG folder (<folder>/images/<split>/{database,queries})",
+    detect=_detect,
+    describe=_describe,
+    open=_open,
+    discover=_discover,
+    name_suffixes=("",),
+)

@@ -1,4 +1,4 @@
-"""Run folder layout and resumable training state.
+"""The layout of a training run folder.
 
 A run folder holds::
 
@@ -14,19 +14,8 @@ A run folder holds::
 """
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional
-
-import numpy as np
-import torch
-
-from sfrs.errors import CheckpointError
-from sfrs.utils.io import atomic_torch_save
-
-STATE_FORMAT = "sfrs-train-state"
-STATE_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -81,35 +70,3 @@ class RunPaths:
     def make(self) -> None:
         for folder in (self.checkpoints, self.root / "softlabels", self.cache, self.tensorboard):
             folder.mkdir(parents=True, exist_ok=True)
-
-
-def rng_state() -> Dict[str, Any]:
-    return {
-        "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state(),
-        "python": random.getstate(),
-    }
-
-
-def set_rng_state(state: Dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-
-
-def save_state(path: Path, state: Dict[str, Any]) -> None:
-    payload = {"format": STATE_FORMAT, "version": STATE_VERSION, **state, "rng": rng_state()}
-    atomic_torch_save(payload, path)
-
-
-def load_state(path: Path) -> Optional[Dict[str, Any]]:
-    if not path.exists():
-        return None
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise CheckpointError(f"{path}: cannot read training state ({type(exc).__name__}); "
-                              "remove it to resume from the last epoch checkpoint") from None
-    if not isinstance(payload, dict) or payload.get("format") != STATE_FORMAT:
-        raise CheckpointError(f"{path}: not an sfrs training state")
-    return payload

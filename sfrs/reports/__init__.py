@@ -1,0 +1,27 @@
+"""Reports over many evaluations: one checkpoint on every benchmark under a datasets root
+(``tools/eval_all.py``), as JSON, CSV, Markdown and figures.
+
+Import report names from here (``from sfrs.reports import EvalAllOptions, run_all``).
+"""
+from sfrs.reports.plots import plot_published_comparison, plot_recall_curves
+from sfrs.reports.published import PUBLISHED_R1, PUBLISHED_SOURCE
+from sfrs.reports.summary import EvalAllSummary
+from sfrs.reports.tables import REPORT_COLUMNS, render_csv, render_markdown, report_rows
+from sfrs.reports.transfer import EvalAllOptions, evaluate_location, requested_datasets, run_all, write_outputs
+
+__all__ = [
+    "run_all",
+    "EvalAllOptions",
+    "EvalAllSummary",
+    "evaluate_location",
+    "requested_datasets",
+    "write_outputs",
+    "render_csv",
+    "render_markdown",
+    "report_rows",
+    "REPORT_COLUMNS",
+    "plot_recall_curves",
+    "plot_published_comparison",
+    "PUBLISHED_R1",
+    "PUBLISHED_SOURCE",
+]

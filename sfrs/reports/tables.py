@@ -1,0 +1,102 @@
+"""The cross-dataset report as tables: ``report.csv`` (one row per data set) and
+``report.md`` (results table, per-data-set notes, skipped and failed sections)."""
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any, Dict, List, Optional
+
+from sfrs.reports.published import VERSION_CAVEAT, VERSION_DEPENDENT
+from sfrs.reports.summary import EvalAllSummary
+
+REPORT_COLUMNS = (
+    "dataset", "status", "split", "protocol", "num_database", "num_queries", "queries_without_positive",
+    "R@1", "R@5", "R@10", "R@20", "descriptor_dim", "extract_seconds", "search_seconds",
+    "threshold_m", "nms", "query_resize", "index", "error",
+)
+
+
+def _row(name: str, report: Optional[Dict[str, Any]], error: str = "") -> Dict[str, Any]:
+    """One CSV/Markdown row; recall columns empty for data sets without a report."""
+    row: Dict[str, Any] = {column: "" for column in REPORT_COLUMNS}
+    row["dataset"] = name
+    row["status"] = "failed" if error else "ok"
+    row["error"] = error
+    if report is None:
+        return row
+    seconds = report["seconds"]
+    row.update(
+        split=report["split"], protocol=report["protocol"], num_database=report["num_database"],
+        num_queries=report["num_queries"], queries_without_positive=report["queries_without_positive"],
+        descriptor_dim=report["descriptor_dim"], threshold_m=report["threshold_m"], nms=report["nms"],
+        query_resize=report.get("query_resize", "squash"), index=report["index"],
+        extract_seconds=round(seconds.get("extract_database", 0.0) + seconds.get("extract_queries", 0.0), 3),
+        search_seconds=round(seconds.get("search", 0.0), 3),
+    )
+    for n, value in report["recall"].items():
+        if f"R@{n}" in row:
+            row[f"R@{n}"] = round(value, 2)
+    return row
+
+
+def report_rows(summary: EvalAllSummary) -> List[Dict[str, Any]]:
+    """One row per data set (:data:`REPORT_COLUMNS`): evaluated ones first, then failed ones."""
+    rows = [_row(name, report) for name, report in summary.results.items()]
+    rows += [_row(name, None, error) for name, error in summary.failed.items()]
+    return rows
+
+
+def render_csv(summary: EvalAllSummary) -> str:
+    """report.csv: a header of :data:`REPORT_COLUMNS` and :func:`report_rows`."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(REPORT_COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(report_rows(summary))
+    return buffer.getvalue()
+
+
+def _cell(value: Any) -> str:
+    return f"{value:.1f}" if isinstance(value, float) else str(value).replace("|", "\\|")
+
+
+def render_markdown(summary: EvalAllSummary) -> str:
+    """report.md: the results table, notes per data set, skipped and failed sections."""
+    options = summary.options
+    lines = [
+        "# Evaluation on all benchmarks",
+        "",
+        f"- checkpoint: `{summary.checkpoint}`",
+        f"- datasets root: `{summary.datasets_root}`",
+        f"- index: `{options.get('index')}`, descriptors stored as {'float16' if options.get('half') else 'float32'}",
+    ]
+    if summary.pca:
+        lines.append(f"- {summary.pca}")
+    lines += [
+        "",
+        "| dataset | protocol | #db | #queries | queries without positives | R@1 | R@5 | R@10 | R@20 "
+        "| descriptor dim | extraction (s) | search (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, report in summary.results.items():
+        row = _row(name, report)
+        cells = [name, row["protocol"], f"{row['num_database']:,}", f"{row['num_queries']:,}",
+                 f"{row['queries_without_positive']:,}"]
+        cells += [_cell(report["recall"][n]) if n in report["recall"] else "-" for n in ("1", "5", "10", "20")]
+        cells += [str(row["descriptor_dim"]), f"{row['extract_seconds']:.1f}", f"{row['search_seconds']:.1f}"]
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    lines += ["", "## Notes", ""]
+    for name, report in summary.results.items():
+        details = [f"threshold {report['threshold_m']:g} m", f"queries '{report.get('query_resize', 'squash')}'",
+                   "spatial NMS" if report["nms"] else "no NMS"]
+        lines.append(f"- **{name}**: {', '.join(details)}. " + " ".join(f"{n}." for n in report.get("notes", [])))
+        counts = report.get("breakdown_queries", {})
+        for group, values in report.get("breakdown", {}).items():
+            recalls = ", ".join(f"R@{n} {v:.1f}" for n, v in values.items())
+            lines.append(f"  - {group} ({counts.get(group, 0):,} queries): {recalls}")
+    if any(name in VERSION_DEPENDENT for name in summary.results):
+        lines.append(f"- {VERSION_CAVEAT}")
+    lines += ["", "## Skipped (requested, not found)", ""]
+    lines += [f"- {name}" for name in summary.skipped] or ["none"]
+    lines += ["", "## Failed", ""]
+    lines += [f"- **{name}**: {error}" for name, error in summary.failed.items()] or ["none"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,121 @@
+"""Rank a split's database for each query and turn the ranking into the Recall@N report.
+
+The report is the JSON of ``sfrs-eval --json``; :func:`format_report` prints it. The
+split's conventions enter here: the positive radius (``threshold``) and spatial
+non-maximum suppression over database places (``nms``: Tokyo 24/7 counts each panorama
+once, see ``sfrs.data.conventions``).
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Dict, Sequence, Tuple
+
+import numpy as np
+
+from sfrs.data import Split
+from sfrs.errors import DataError
+from sfrs.retrieval.index import search
+from sfrs.retrieval.recall import count_queries_without_positive, recall_at_n, recall_breakdown, spatial_nms
+from sfrs.retrieval.stream import Descriptors, search_hdf5
+
+#: candidates searched per kept result under spatial NMS (Tokyo 24/7 has 12 views per
+#: panorama, so 20x leaves room for every view of max(N) places).
+NMS_CANDIDATES_PER_RESULT = 20
+
+
+def _search_top(queries: Descriptors, database: Descriptors, k: int, index: str) -> np.ndarray:
+    """(Q, min(k, N)) database indices; streamed descriptors are read in chunks."""
+    if isinstance(queries, np.ndarray) and isinstance(database, np.ndarray):
+        return search(queries, database, k=k, index=index)[1]
+    return search_hdf5(queries, database, k, index=index)[1]
+
+
+def ranked_predictions(
+    split: Split, database: Descriptors, queries: Descriptors, k: int, *, index: str = "Flat", nms: bool = False
+) -> np.ndarray:
+    """(Q, k) int64 database indices, best first.
+
+    With ``nms`` the search returns ``k * NMS_CANDIDATES_PER_RESULT`` candidates and only
+    the first hit per ``split.database_place_ids`` is kept (-1 pads rows that run out of
+    distinct places).
+
+    Raises:
+        DataError: ``nms`` on a split without database place ids.
+    """
+    if not nms:
+        return _search_top(queries, database, k, index)
+    if split.database_place_ids is None:
+        raise DataError(
+            f"{split.dataset} [{split.split}]: spatial NMS needs database place ids "
+            "(pano ids in VG file names, folders in Tokyo 24/7), and this split has none"
+        )
+    candidates = _search_top(queries, database, k * NMS_CANDIDATES_PER_RESULT, index)
+    return spatial_nms(candidates, split.database_place_ids, keep=k)
+
+
+def recall_report(
+    split: Split,
+    database: Descriptors,
+    queries: Descriptors,
+    *,
+    ns: Sequence[int] = (1, 5, 10, 20),
+    threshold: float = 25.0,
+    index: str = "Flat",
+    nms: bool = False,
+) -> Tuple[Dict[str, Any], np.ndarray]:
+    """Search the database (top-max(N) only) and compute Recall@N; returns (report, predictions).
+
+    ``database`` (N, D) and ``queries`` (Q, D) are arrays or :class:`HDF5Descriptors`.
+    ``predictions`` is (Q, max(N)) int64 (after NMS when ``nms``). The report holds
+    ``breakdown`` / ``breakdown_queries`` only when the split has boolean query attributes.
+    """
+    ns = [int(n) for n in ns]
+    start = time.perf_counter()
+    predictions = ranked_predictions(split, database, queries, max(ns), index=index, nms=nms)
+    search_seconds = time.perf_counter() - start
+    positives = split.positives(threshold)
+    recalls = recall_at_n(predictions, positives, ns)
+    report: Dict[str, Any] = {
+        "dataset": split.dataset,
+        "split": split.split,
+        "protocol": split.protocol,
+        "num_database": split.num_database,
+        "num_queries": split.num_queries,
+        "queries_without_positive": int(count_queries_without_positive(positives)),
+        "threshold_m": float(threshold),
+        "nms": bool(nms),
+        "recall": {str(n): float(recalls[n]) for n in ns},
+        "descriptor_dim": int(database.shape[1]),
+        "index": index,
+        "seconds": {"search": search_seconds},
+    }
+    breakdown, counts = recall_breakdown(predictions, positives, split.query_attributes, ns)
+    if breakdown:
+        report["breakdown"] = breakdown
+        report["breakdown_queries"] = counts
+    return report, predictions
+
+
+def format_report(report: Dict[str, Any]) -> str:
+    """A few human lines for the terminal."""
+    recalls = "  ".join(f"R@{n}: {value:5.1f}" for n, value in report["recall"].items())
+    seconds = report["seconds"]
+    timing = ", ".join(f"{k} {v:.1f}s" for k, v in seconds.items())
+    conventions = []
+    if report.get("nms"):
+        conventions.append("spatial NMS")
+    if report.get("query_resize", "squash") != "squash":
+        conventions.append(f"queries resized '{report['query_resize']}'")
+    lines = [
+        f"{report['dataset']} [{report['split']}] {report['num_database']:,} database / "
+        f"{report['num_queries']:,} queries ({report['queries_without_positive']:,} without a positive "
+        f"within {report['threshold_m']:g} m), {report['descriptor_dim']}-d, index {report['index']}"
+        + (f", {', '.join(conventions)}" if conventions else ""),
+        f"  {recalls}",
+    ]
+    counts = report.get("breakdown_queries", {})
+    for group, values in report.get("breakdown", {}).items():
+        group_recalls = "  ".join(f"R@{n}: {value:5.1f}" for n, value in values.items())
+        lines.append(f"  {group} ({counts.get(group, 0):,} queries): {group_recalls}")
+    lines.append(f"  time: {timing}")
+    return "\n".join(lines)
