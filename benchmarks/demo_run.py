@@ -40,7 +40,8 @@ def main() -> None:
     output = Path(args.output)
     if output.exists():
         shutil.rmtree(output)
-    command = [sys.executable, "-m", "sfrs.train", "--generations", "4", "--output", str(output), "--no-progress"] + args.extra
+    sfrs_train = str(Path(sys.executable).with_name("sfrs-train"))
+    command = [sfrs_train, "--generations", "4", "--output", str(output), "--no-progress"] + args.extra
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
     wall = time.perf_counter() - started

@@ -34,10 +34,9 @@ def worker(size: str, result: str) -> None:
 
     from sfrs import distributed
     from sfrs.config import Config
-    from sfrs.data.formats import open_dataset
-    from sfrs.models.network import build_network
-    from sfrs.retrieval.evaluate import recall_report
-    from sfrs.retrieval.extract import extract_descriptors_sharded
+    from sfrs.data import open_dataset
+    from sfrs.models import build_network
+    from sfrs.retrieval import extract_descriptors_sharded, recall_report
 
     distributed.setup("cpu")
     torch.manual_seed(0)

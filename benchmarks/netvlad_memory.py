@@ -41,7 +41,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from benchmarks.common import cpu_name, memory_probe, write_block  # noqa: E402
-from sfrs.models.heads import NetVLAD  # noqa: E402
+from sfrs.models import NetVLAD  # noqa: E402
 
 VARIANTS = {
     "ours": "ours: `A^T X - c_k * sum_i a_ik` (one matmul)",

@@ -26,10 +26,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from benchmarks.common import machine_description, write_block  # noqa: E402
-from sfrs.config import Config, build_config  # noqa: E402
-from sfrs.data.formats import open_dataset  # noqa: E402
-from sfrs.models.network import build_network  # noqa: E402
-from sfrs.training.objective import Objective, compute_descriptors  # noqa: E402
+from sfrs.config import Config, load_config  # noqa: E402
+from sfrs.data import open_dataset  # noqa: E402
+from sfrs.models import build_network  # noqa: E402
+from sfrs.training import Objective, TermContext, build_terms  # noqa: E402
 from sfrs.training.optim import build_optimizer, build_train_transform  # noqa: E402
 from sfrs.training.tuples import TupleDataset, assemble_tuples  # noqa: E402
 
@@ -51,20 +51,22 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
 
-    config = build_config(Config, args.config, args.overrides)
+    config = load_config(args.config, args.overrides)
     split = open_dataset(config.data.dataset, "train", config.data.images_root)
     torch.manual_seed(0)
     student = build_network(config.model, load_pretrained=False)
     teacher = build_network(config.model, load_pretrained=False).eval()
     rng = np.random.default_rng(0)
     tuples = make_batch(config, split, rng)
-    rows = np.arange(len(tuples))
-    dataset = TupleDataset(split, rows, tuples, config.mining.negatives, build_train_transform(student, config.augment), seed=0)
-    batch = dataset.collate([dataset[i] for i in range(len(tuples))])
     n = config.mining.negatives
+    cached = rng.uniform(-1, 1, size=(len(tuples), config.mining.difficult_positives, 9)).astype(np.float32)
+    dataset = TupleDataset(split, tuples, n, build_train_transform(student, config.augment), seed=0, teacher=cached)
+    batch = dataset.collate([dataset[i] for i in range(len(tuples))])
+    cached_labels = batch.teacher
     schedule = config.train.generations[1] if len(config.train.generations) > 1 else config.train.generations[0]
-    cached = torch.from_numpy(rng.uniform(-1, 1, size=(len(tuples), config.mining.difficult_positives, 9)).astype(np.float32))
-    optimizer = build_optimizer(student, config.optim)
+    context = TermContext(generation=1, schedule=schedule, temperature=config.loss.temperature, network=student)
+    objective = Objective(student, build_terms(config.loss, context))
+    optimizer = build_optimizer(objective, config.optim)
 
     def teacher_labels() -> torch.Tensor:
         with torch.no_grad():
@@ -76,16 +78,13 @@ def main() -> None:
 
     def step(in_loop: bool) -> float:
         start = time.perf_counter()
-        labels = teacher_labels() if in_loop else cached
-        objective = Objective(config.loss, schedule, 1, teacher_similarities=labels)
-        descriptors = compute_descriptors(student, batch.images, objective.needs_regions)
-        out = objective(batch, descriptors)
+        batch.teacher = teacher_labels() if in_loop else cached_labels
+        out = objective(batch)
         optimizer.zero_grad(set_to_none=True)
         out.total.backward()
         optimizer.step()
         return (time.perf_counter() - start) * 1000
 
-    # rows index the per-tuple label tensor directly in both variants
     times = {"cached": [], "in_loop": []}
     for i in range(args.warmup + args.repeats):
         for variant in ("cached", "in_loop"):  # interleaved: the same machine state for both

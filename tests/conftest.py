@@ -33,7 +33,7 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     import torch
 
     from sfrs.config import Config, build_config
-    from sfrs.models.network import build_network
+    from sfrs.models import build_network
     from tests.tiny import TINY_MODEL
 
     torch.manual_seed(0)

@@ -2,8 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from sfrs.config import Config, build_config, dump_yaml, load_yaml, to_dict, validate_config, with_schedule
+from sfrs.config import Config, build_config, dump_yaml, load_config, load_yaml, to_dict, validate_config, with_schedule
 from sfrs.errors import ConfigError
+from sfrs.training.terms import term_specs
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -12,10 +13,30 @@ def test_synthetic_yaml__spells_out_the_defaults():
     assert load_yaml(CONFIGS / "synthetic.yaml") == to_dict(Config())
 
 
+def _leaves(data, prefix=()):
+    """(dotted key, value) of every value a YAML file spells out."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            yield from _leaves(value, prefix + (key,))
+    else:
+        yield prefix, data
+
+
+def _lookup(data, path):
+    for key in path:
+        data = data[key]
+    return data
+
+
 @pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml")))
-def test_shipped_configs__build_and_validate(name):
-    config = build_config(Config, CONFIGS / name)
-    validate_config(config)
+def test_shipped_configs__hold_what_their_yaml_says_and_validate(name):
+    config = load_config(CONFIGS / name)
+    built = to_dict(config)
+    for path, value in _leaves(load_yaml(CONFIGS / name)):
+        got = _lookup(built, path)
+        assert got == (list(value) if isinstance(value, tuple) else value), ".".join(map(str, path))
+    specs = term_specs(config.loss)  # every term and option is known
+    assert set(specs) >= {"hard", "soft"}
 
 
 def test_paper_config__has_the_reference_values():
@@ -74,7 +95,9 @@ def test_with_schedule__cuts_or_repeats_the_last_generation():
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("loss.hard=contrastive", "loss.hard 'contrastive' is unknown"),
+        ("loss.terms.hard.weight=-1", "loss.terms.hard.weight must be a number >= 0"),
+        ("train.best_metric='50'", "must be one of eval.recall_at"),
+        ("mining.difficult_positives_by=oracle", "difficult_positives_by must be"),
         ("train.generations.0.soft_weight=0.5", "generation 0 has no teacher"),
         ("train.generations.1.student_init=warm", "student_init must be"),
         ("mining.positive_candidates=2", "positive_candidates must be"),
@@ -90,3 +113,14 @@ def test_dump_yaml__round_trips(tmp_path):
     path = tmp_path / "out.yaml"
     path.write_text(dump_yaml(config))
     assert build_config(Config, path) == config
+
+
+def test_loss_terms__merge_by_name_from_yaml_and_overrides(tmp_path):
+    yaml_path = tmp_path / "c.yaml"
+    yaml_path.write_text("loss: {terms: {hard: {loss: triplet}, extra: {weight: 0.5}}}\n")
+    config = build_config(Config, yaml_path, overrides=["loss.terms.extra.temperature=0.1"])
+    # adding a term keeps the others, and an entry's options merge with its defaults
+    assert config.loss.terms == {
+        "hard": {"weight": 1.0, "loss": "triplet"}, "soft": {"weight": 1.0},
+        "extra": {"weight": 0.5, "temperature": 0.1},
+    }

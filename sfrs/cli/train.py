@@ -60,7 +60,7 @@ def main(
     progress = not no_progress and is_main
     try:
         if dry_run:
-            for line in plan_lines(prepare_run(config, run_dir, device=torch_device, progress=progress, log=echo)):
+            for line in plan_lines(prepare_run(config, run_dir, create=False, device=torch_device, progress=progress, log=echo)):
                 echo(line)
             echo("dry run: nothing trained")
             return

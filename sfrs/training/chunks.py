@@ -63,10 +63,10 @@ def mine_chunk(
     by_student = with_difficult and mining.difficult_positives_by == "student"
     rerank = by_student and mining.rerank and generation >= 1
     database = run.extract(model, split.database_paths, "cache: database")
-    all_queries = None
-    if rerank:  # re-ranking runs on the joint set: every training query + the database
-        all_queries = run.extract(model, split.query_paths, "cache: queries")
-        queries = all_queries[query_ids]
+    kept_queries = None
+    if rerank:  # re-ranking runs on the joint set: every kept training query + the database
+        kept_queries = run.extract(model, run.kept_query_paths, "cache: queries")
+        queries = kept_queries[rows]
     else:
         queries = run.extract(model, [split.query_paths[i] for i in query_ids], "cache: queries")
     chunk = None
@@ -80,8 +80,8 @@ def mine_chunk(
                 candidates = nearest_candidates(queries, database, labelled_candidates(labels, rows),
                                                 mining.positive_candidates)
                 difficult = pick_difficult_positives(
-                    candidates, keep=mining.difficult_positives, rerank=rerank, probes=query_ids,
-                    query_descriptors=all_queries, database_descriptors=database, k1=mining.rerank_k1,
+                    candidates, keep=mining.difficult_positives, rerank=rerank, probes=rows,
+                    query_descriptors=kept_queries, database_descriptors=database, k1=mining.rerank_k1,
                     k2=mining.rerank_k2, lam=mining.rerank_lambda, distance=mining.rerank_distance,
                 )
             else:  # picked by the teacher once per generation: its labelled positives

@@ -3,7 +3,8 @@
 A query's difficult positives are picked among its positives (database images within
 the training radius) by descriptor distance: the ``candidates`` feature-nearest are
 taken, and from generation 1 they are re-ranked with k-reciprocal encoding over the
-joint set (every training query, then every database image); those re-ranking promotes
+joint set (every kept training query, then every database image, as the reference);
+those re-ranking promotes
 come first, then the unchanged ones, and demoted ones are dropped
 (:func:`sfrs.training.rerank.order_difficult_positives`). The reference picks them with
 the current student's descriptor cache at every refresh; picking them once per
@@ -69,9 +70,9 @@ def pick_difficult_positives(
         candidates: (R, C) database ids in feature order (:func:`nearest_candidates`).
         keep: how many to keep.
         rerank: False keeps the ``keep`` nearest (generation 0 in the reference).
-        probes: (R,) split query ids of the rows (re-ranking only).
-        query_descriptors: (Q_all, D) every query of the training split, in split order;
-            database_descriptors: (N, D). Together the joint set re-ranking runs on.
+        probes: (R,) kept-query rows of the candidates' rows (re-ranking only).
+        query_descriptors: (Q, D) every kept training query (row order) and
+            database_descriptors: (N, D): together the joint set re-ranking runs on.
         k1, k2, lam, distance: k-reciprocal re-ranking parameters
             (:func:`sfrs.training.rerank.rerank_candidates`).
     """

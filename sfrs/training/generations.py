@@ -73,8 +73,9 @@ def train(
     return results
 
 
-def prepare_run(config: Config, output: Union[str, Path], **run_options: Any) -> TrainingRun:
-    """Import plugins, check the config and its loss terms, open the data, make the folder."""
+def prepare_run(config: Config, output: Union[str, Path], *, create: bool = True, **run_options: Any) -> TrainingRun:
+    """Import plugins, check the config and its loss terms, open the data, and (``create``)
+    make the run folder with its ``config.yaml``."""
     for module in config.plugins:
         try:
             importlib.import_module(module)
@@ -86,7 +87,7 @@ def prepare_run(config: Config, output: Union[str, Path], **run_options: Any) ->
         raise ConfigError(f"optim.tuples_per_step={config.optim.tuples_per_step} must be a multiple of the "
                           f"number of processes ({distributed.world_size()})")
     run = TrainingRun(config, Path(output), **run_options)
-    if distributed.is_main():
+    if create and distributed.is_main():
         run.paths.make()
         if not run.paths.config.exists():
             save_yaml(config, run.paths.config)

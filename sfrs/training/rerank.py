@@ -56,16 +56,23 @@ Remaining differences from the reference code:
 
 - Precision: the reference works in float32 (s as ||x||^2 + ||y||^2 - 2 x.y, squared
   again, V and the Jaccard sums in float32); here s, V and the sums are float64, and the
-  neighbour lists come from an exact float32 faiss search. Candidates whose final
-  distances differ by less than float32 resolution may swap; the fidelity benchmark
-  (``benchmarks/difficult_positive_fidelity.py``) measures how often that changes a
-  selection.
+  neighbour lists are sorted by float64 distance (:func:`knn_graph`). Where distances
+  differ by less than float32 resolution (nearly identical descriptors, e.g. from an
+  untrained network) the reference's own rounding decides its neighbour lists and
+  ranks, so a selection can differ there; the fidelity benchmark
+  (``benchmarks/difficult_positive_fidelity.py``) measures how often.
 - Ties: the reference sorts with ``np.argsort``/``torch.argsort`` without asking for
   stability, so equal distances come in an implementation-defined order. Here every tie
   is broken explicitly (neighbour lists by index; equal final distances by Euclidean
   order; equal promotions by the better rank, see :func:`order_difficult_positives`).
 - The neighbour list of an item with exact duplicates: the reference does not force the
   item itself first; here it always is (see :func:`knn_graph`).
+- Row maxima (:func:`farthest_squared_distances`): a float32 scan keeps the 4 farthest
+  candidates per row and re-measures them in float64, so the maximum is exact unless
+  more than 4 items tie with it within float32 rounding (it is then within that rounding).
+  That scan costs one more pass of N_all x N_all dot products, never stored.
+- The candidates' Euclidean order is the caller's (the reference sorts its float32
+  query-database distances with ``torch.argsort``).
 """
 from __future__ import annotations
 
@@ -101,16 +108,22 @@ _FARTHEST_CANDIDATES = 4
 
 
 def knn_graph(descriptors: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
-    """Exact k-nearest-neighbour graph of a set with itself (faiss ``Flat``, squared L2).
+    """Exact k-nearest-neighbour graph of a set with itself, ordered by float64 distance.
+
+    A float32 faiss ``Flat`` search fetches min(N, 2k) candidates per item; they are
+    re-measured in float64 and sorted. Nearly identical descriptors (an untrained network)
+    have neighbour distances closer together than float32 resolves; the float64 order
+    keeps the graph a function of the descriptors alone, as the dense definition. It is
+    exact unless more than k items lie within float32 rounding of the k-th distance.
 
     Args:
         descriptors: (N, D) float descriptors.
         k: neighbours per item, self included; 1 <= k <= N.
     Returns:
-        distances: (N, k) float32 squared L2 distances (clipped at 0; the self entry is 0).
-        indices: (N, k) int64; ``indices[i, 0] == i`` always (with duplicated vectors the
-        search may rank a twin first: self is moved to the front), the rest ordered by
-        distance, ties by index.
+        distances: (N, k) float32 squared L2 distances (from the float64 values; the self
+        entry is 0).
+        indices: (N, k) int64; ``indices[i, 0] == i`` always (self first even among exact
+        twins), the rest ordered by float64 distance, ties by index.
     """
     descriptors = np.asarray(descriptors)
     if descriptors.ndim != 2 or descriptors.shape[0] == 0:
@@ -118,20 +131,21 @@ def knn_graph(descriptors: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
     num = descriptors.shape[0]
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= num:
         raise ValueError(f"k must be an integer in [1, {num}] (self included), got {k!r}")
-    distances, indices = search(descriptors, descriptors, int(k), index="Flat")
-    distances = np.maximum(distances, 0)
+    fetch = min(num, 2 * int(k))
+    _, indices = search(descriptors, descriptors, fetch, index="Flat")
 
-    own = np.arange(num)[:, None]
-    is_self = indices == own
-    # Without self in the row (more than k twins), self replaces the last entry.
+    own = np.arange(num)
+    is_self = indices == own[:, None]
+    # Without self in the row (more than `fetch` twins), self replaces the last entry.
     missing = ~is_self.any(axis=1)
-    indices[missing, -1] = np.arange(num)[missing]
+    indices[missing, -1] = own[missing]
     is_self[missing, -1] = True
-    distances[is_self] = 0
+    exact = _pair_distances(descriptors, np.repeat(own, fetch), indices.ravel()).reshape(num, fetch)
+    exact[is_self] = 0
     # Sort key: self first, then distance, then index.
-    order = np.lexsort((indices, distances, ~is_self), axis=1)
+    order = np.lexsort((indices, exact, ~is_self), axis=1)[:, : int(k)]
     return (
-        np.take_along_axis(distances, order, axis=1).astype(np.float32),
+        np.take_along_axis(exact, order, axis=1).astype(np.float32),
         np.take_along_axis(indices, order, axis=1).astype(np.int64),
     )
 
@@ -325,7 +339,7 @@ def rerank_candidates(
         return result
 
     if graph is None:
-        graph = knn_graph(np.ascontiguousarray(x, dtype=np.float32), k1 + 1)
+        graph = knn_graph(x, k1 + 1)
     neighbours = np.asarray(graph[1])
     if neighbours.ndim != 2 or neighbours.shape[0] != num or neighbours.shape[1] < k1 + 1:
         raise ValueError(

@@ -55,6 +55,11 @@ class TrainingRun:
         self._writer = None
 
     @property
+    def kept_query_paths(self) -> list:
+        """Paths of the kept training queries, in row order."""
+        return [self.train_split.query_paths[i] for i in self.training_set.query_ids]
+
+    @property
     def recall_keys(self) -> Tuple[str, ...]:
         return tuple(str(n) for n in self.config.eval.recall_at)
 

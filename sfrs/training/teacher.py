@@ -55,11 +55,11 @@ def teacher_labels(run: TrainingRun, generation: int, schedule: GenerationConfig
         return read_soft_labels(path, expected)
     started = time.perf_counter()
     ts = run.training_set
-    all_queries = run.extract(teacher, run.train_split.query_paths, "teacher: queries")
-    positive_ids = _positives_to_label(run, teacher, generation, all_queries)
+    queries = run.extract(teacher, run.kept_query_paths, "teacher: queries")
+    positive_ids = _positives_to_label(run, teacher, generation, queries)
     mine = distributed.shard(ts.num_queries)
     local = region_similarities(
-        teacher, all_queries[ts.query_ids[mine.start : mine.stop]], run.train_split.database_paths,
+        teacher, queries[mine.start : mine.stop], run.train_split.database_paths,
         positive_ids[mine.start : mine.stop], device=run.device, batch_size=run.config.data.batch_size,
         num_workers=run.config.data.num_workers, progress=run.progress,
     )
@@ -80,9 +80,9 @@ def teacher_labels(run: TrainingRun, generation: int, schedule: GenerationConfig
     return labels
 
 
-def _positives_to_label(run: TrainingRun, teacher: GeoNet, generation: int, all_queries: np.ndarray) -> np.ndarray:
-    """(Q, P) database ids the teacher labels per kept query, -1 padded; ``all_queries``
-    are the teacher's descriptors of every training query (split order)."""
+def _positives_to_label(run: TrainingRun, teacher: GeoNet, generation: int, queries: np.ndarray) -> np.ndarray:
+    """(Q, P) database ids the teacher labels per kept query, -1 padded; ``queries`` are
+    the teacher's descriptors of the kept training queries (row order)."""
     mining, ts = run.config.mining, run.training_set
     if mining.difficult_positives_by == "student" and mining.teacher_candidates == 0:
         width = max(len(p) for p in ts.positives)
@@ -93,14 +93,13 @@ def _positives_to_label(run: TrainingRun, teacher: GeoNet, generation: int, all_
     database = run.extract(teacher, run.train_split.database_paths, "teacher: database")
     chosen = None
     if distributed.is_main():  # mining runs once, not once per process
-        kept = all_queries[ts.query_ids]
         if mining.difficult_positives_by == "student":
-            chosen = nearest_candidates(kept, database, ts.positives, mining.teacher_candidates)
+            chosen = nearest_candidates(queries, database, ts.positives, mining.teacher_candidates)
         else:
-            candidates = nearest_candidates(kept, database, ts.positives, mining.positive_candidates)
+            candidates = nearest_candidates(queries, database, ts.positives, mining.positive_candidates)
             chosen = pick_difficult_positives(
                 candidates, keep=mining.difficult_positives, rerank=mining.rerank and generation >= 1,
-                probes=ts.query_ids, query_descriptors=all_queries, database_descriptors=database,
+                probes=np.arange(ts.num_queries), query_descriptors=queries, database_descriptors=database,
                 k1=mining.rerank_k1, k2=mining.rerank_k2, lam=mining.rerank_lambda, distance=mining.rerank_distance,
             )
     return distributed.broadcast_object(chosen)

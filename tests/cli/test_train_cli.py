@@ -33,9 +33,32 @@ def test_unknown_key_and_bad_type__exit_2(tmp_path):
         assert result.exit_code == 2 and fragment in result.output and "Traceback" not in result.output
 
 
+SFRS_TRAIN = os.path.join(os.path.dirname(sys.executable), "sfrs-train")
+
+#: a loss term defined outside the package, with a learnable parameter and a buffer
+PLUGIN = """
+import torch
+from sfrs.training import LossTerm, register_term
+
+
+@register_term("pull")
+class Pull(LossTerm):
+    def __init__(self, options=None, context=None):
+        super().__init__(options, context)
+        self.scale = torch.nn.Parameter(torch.tensor(1.0))
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+
+    def forward(self, batch, descriptors):
+        return (self.scale - descriptors.global_.sum(dim=1).mean()) ** 2
+
+    def after_step(self):
+        self.steps += 1
+"""
+
+
 def command(output):
-    return [sys.executable, "-m", "sfrs.cli.train", "--generations", "2", "--epochs", "1",
-            "--output", str(output), "--no-progress", "--deterministic"] + SETS
+    return [SFRS_TRAIN, "--generations", "2", "--epochs", "1", "--output", str(output), "--no-progress",
+            "--deterministic", "--set", "plugins=[pull_term]", "--set", "loss.terms.pull.weight=0.5"] + SETS
 
 
 def global_step(output):
@@ -49,8 +72,9 @@ def global_step(output):
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume__reaches_the_uninterrupted_numbers(tiny_city_root, tmp_path):
-    env = dict(os.environ)
+def test_sigkill_then_resume__reaches_the_uninterrupted_numbers_and_term_state(tiny_city_root, tmp_path):
+    (tmp_path / "pull_term.py").write_text(PLUGIN)
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
     reference = tmp_path / "reference"
     subprocess.run(command(reference), check=True, env=env, capture_output=True)
 
@@ -74,3 +98,9 @@ def test_sigkill_then_resume__reaches_the_uninterrupted_numbers(tiny_city_root, 
     wb = torch.load(killed / "final.pt", weights_only=False)["state_dict"]
     for name in wa:
         assert torch.equal(wa[name], wb[name]), name
+    # the term trained (its parameter moved), and its state resumed bit for bit
+    ta = torch.load(reference / "checkpoints" / "gen1_ep0.pt", weights_only=False)["terms"]
+    tb = torch.load(killed / "checkpoints" / "gen1_ep0.pt", weights_only=False)["terms"]
+    assert ta["pull.scale"].item() != 1.0 and ta["pull.steps"].item() == 4
+    assert all(torch.equal(ta[k], tb[k]) for k in ta) and set(ta) == set(tb)
+    assert "| hard | pull | soft | total |" in (killed / "results.md").read_text()

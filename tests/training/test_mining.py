@@ -1,7 +1,9 @@
 import numpy as np
 
-from sfrs.data.geo import Split
-from sfrs.training.mining import HardNegativeMiner, build_training_set, choose_difficult_positives
+from sfrs.data import Split
+from sfrs.training.difficult import nearest_candidates, pick_difficult_positives
+from sfrs.training.mining import HardNegativeMiner, build_training_set
+from tests.training.test_rerank import clustered, dense_final, spec_selection
 
 
 def make_split(rng, num_db=120, num_q=30):
@@ -68,30 +70,35 @@ def test_miner__remembers_previous_hardest_negatives():
     assert np.array_equal(first, second)
 
 
-def test_difficult_positives__without_reranking_are_the_feature_nearest():
+def test_nearest_candidates__are_the_feature_nearest_of_each_list():
     rng = np.random.default_rng(3)
     split = make_split(rng, num_db=200)
     ts = build_training_set(split, 10.0, 25.0)
     db, queries = unit(rng, split.num_database), unit(rng, ts.num_queries)
-    chosen = choose_difficult_positives(ts, queries, db, candidates=6, keep=3, rerank=False)
+    got = nearest_candidates(queries, db, ts.positives, 3)
     for row in range(ts.num_queries):
         positives = ts.positives[row]
-        order = positives[np.argsort(((db[positives] - queries[row]) ** 2).sum(1))][:3]
-        got = chosen[row][chosen[row] >= 0]
-        assert list(got) == list(order)
+        order = sorted(positives, key=lambda i: float(((db[i] - queries[row]) ** 2).sum()))[:3]
+        assert list(got[row][got[row] >= 0]) == order
+        assert np.all(got[row][len(order):] == -1)
 
 
-def test_difficult_positives__with_reranking_are_a_subset_of_the_candidates():
+def test_pick_difficult_positives__is_the_spec_rule_on_the_joint_set():
     rng = np.random.default_rng(4)
-    split = make_split(rng, num_db=200)
+    split = make_split(rng, num_db=300, num_q=30)  # ~8 positives per query
     ts = build_training_set(split, 10.0, 25.0)
-    db, all_queries = unit(rng, split.num_database), unit(rng, split.num_queries)
-    kept = all_queries[ts.query_ids]
-    chosen = choose_difficult_positives(
-        ts, kept, db, candidates=6, keep=3, rerank=True, k1=5, all_query_descriptors=all_queries
-    )
-    plain = choose_difficult_positives(ts, kept, db, candidates=6, keep=6, rerank=False)
-    for row in range(ts.num_queries):
-        got = set(chosen[row][chosen[row] >= 0])
-        assert got <= set(plain[row][plain[row] >= 0])
-        assert len(got) == min(3, len(ts.positives[row]))
+    x = clustered(330, seed=4, clusters=3, spread=1.0)
+    kept, db = x[:30][ts.query_ids], x[30:]
+    rows = np.arange(0, ts.num_queries, 2)  # one chunk of the kept queries
+    candidates = nearest_candidates(kept[rows], db, [ts.positives[r] for r in rows], 6)
+    got = pick_difficult_positives(candidates, keep=3, rerank=True, probes=rows, query_descriptors=kept,
+                                   database_descriptors=db, k1=8, k2=1, lam=0.1, distance="reference")
+    # independent: dense re-ranking over (every kept query, then the database) and the list rule
+    joint = np.concatenate([kept, db])
+    joint_candidates = np.where(candidates >= 0, candidates + len(kept), -1)
+    final = dense_final(joint, rows, joint_candidates, 8, 1, 0.1, "reference")
+    expected = spec_selection(candidates, final, 3)
+    assert np.array_equal(got, expected)
+    plain = pick_difficult_positives(candidates, keep=3, rerank=False)
+    assert np.array_equal(plain, candidates[:, :3])
+    assert not np.array_equal(got, plain)  # re-ranking changes the picks here: it really ran

@@ -263,6 +263,24 @@ def test_knn_graph__self_enters_a_row_full_of_twins():
         assert len(set(indices[i].tolist())) == 3
 
 
+def test_knn_graph__orders_by_float64_distance_below_float32_resolution():
+    """Nearly identical descriptors (an untrained network's): neighbour distances closer
+    together than a float32 search resolves; the graph still follows the float64 order."""
+    rng = np.random.default_rng(21)
+    x = rng.normal(size=1024) + 1e-2 * rng.normal(size=(300, 1024))
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    x64 = x.astype(np.float64)
+    norms = (x64 * x64).sum(axis=1)
+    exact = np.maximum(norms[:, None] + norms[None, :] - 2 * x64 @ x64.T, 0)  # float64 error ~1e-16
+    np.fill_diagonal(exact, 0)
+    expected = np.argsort(exact, axis=1, kind="stable")[:, :6]
+    gaps = np.diff(np.take_along_axis(exact, expected, axis=1)[:, 1:], axis=1)
+    assert np.median(gaps) < 1e-6  # float32 rounding of 2 - 2 x.y is ~1e-7
+    distances, indices = knn_graph(x, 6)
+    np.testing.assert_array_equal(indices, expected)
+    np.testing.assert_allclose(distances, np.take_along_axis(exact, expected, axis=1), rtol=1e-6, atol=0)
+
+
 def test_knn_graph__rejects_k_larger_than_the_set():
     with pytest.raises(ValueError, match="k must"):
         knn_graph(clustered(num=4, dim=3), 5)
