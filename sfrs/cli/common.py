@@ -1,13 +1,11 @@
-"""Shared pieces of the thin click commands: error reporting, devices, seeds."""
+"""Shared pieces of the thin click commands: error reporting and devices."""
 from __future__ import annotations
 
 import functools
-import random
 import sys
 from typing import Any, Callable
 
 import click
-import numpy as np
 import torch
 
 from sfrs.errors import SfrsError
@@ -68,9 +66,3 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise click.BadParameter("CUDA was requested but is not available", param_hint="--device")
     return device
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)

@@ -11,10 +11,11 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import click
 
 from sfrs import distributed
-from sfrs.cli.common import DEBUG_OPTION, report_errors, resolve_device, seed_everything
+from sfrs.cli.common import DEBUG_OPTION, report_errors, resolve_device
 from sfrs.config import Config, build_config
 from sfrs.data import dataset_spec_help
 from sfrs.errors import ConfigError, DataError
+from sfrs.utils.seeding import seed_everything
 from sfrs.utils.io import atomic_write_json
 
 #: queries shown in predictions.png when --visualize is not given.

@@ -8,7 +8,7 @@ from typing import Optional, Sequence
 import click
 
 from sfrs import distributed
-from sfrs.cli.common import DEBUG_OPTION, report_errors, resolve_device, seed_everything
+from sfrs.cli.common import DEBUG_OPTION, report_errors, resolve_device
 from sfrs.config import Config, load_config
 from sfrs.data import dataset_spec_help
 
@@ -55,7 +55,6 @@ def main(
     if deterministic:
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
-    seed_everything(config.seed)
     echo = click.echo if is_main else (lambda *args, **kwargs: None)
     progress = not no_progress and is_main
     try:

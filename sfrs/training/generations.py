@@ -22,7 +22,7 @@ from __future__ import annotations
 import importlib
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Union
+from typing import Any, Callable, Dict, Union
 
 import torch
 
@@ -42,6 +42,7 @@ from sfrs.training.state import History, Position, TrainingState, check_same_run
 from sfrs.training.teacher import teacher_labels
 from sfrs.training.terms import TermContext, build_terms, term_specs
 from sfrs.training.trainer import Trainer, format_recall
+from sfrs.utils.seeding import seed_everything
 
 
 def train(
@@ -61,7 +62,8 @@ def train(
         check_same_run(state.config, to_dict(config), run.paths.root)
         p = state.position
         log(f"resuming {run.paths.root} at generation {p.generation}, epoch {p.epoch}, chunk {p.chunk}, step {p.step}")
-    else:
+    else:  # a resumed run has its generators restored from the checkpoint instead
+        seed_everything(config.seed)
         state = TrainingState(config=to_dict(config), position=Position(), history=History())
     for line in plan_lines(run):
         log(line)

@@ -124,7 +124,9 @@ def check_same_run(saved: Dict[str, Any], current: Dict[str, Any], root: Path) -
     for section, values in current.items():
         if not isinstance(values, dict):
             if saved.get(section) != values:
-                raise ConfigError(f"{root}: holds a run with {section}={saved.get(section)!r}, not {values!r}; use another --output")
+                raise ConfigError(
+                    f"{root}: holds a run with {section}={saved.get(section)!r}, not {values!r}; use another --output"
+                )
             continue
         for key, value in values.items():
             if (section, key) in RESUME_MAY_CHANGE:

@@ -16,7 +16,7 @@ tests run on files written in this layout):
   ``w2s``, ``o2n``, ``n2o``, ``d2n``, ``n2d``). The first, unnamed column of each file is
   the pandas row index. Columns are looked up by name, case-insensitively, and a few
   spellings are accepted (``utm_easting``/``utm_northing``/``east``/``north``;
-  ``qualitative_view_direction``; ``Sidewards``), see ``_COLUMNS``.
+  ``qualitative_view_direction``; ``Sidewards``), see ``msls_tables.COLUMNS``.
 - Row alignment: ``raw.csv`` and ``subtask_index.csv`` are matched to ``postprocessed.csv``
   by ``key`` when they have that column, else by row position (as the reference loader
   does); a row-count mismatch is an error.
@@ -52,16 +52,15 @@ holding ``train_val/`` / ``test/`` city folders and no ``images/`` (a folder wit
 """
 from __future__ import annotations
 
-import csv
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Union
 
 import numpy as np
 
 from sfrs.data.formats.base import DatasetFormat, DatasetLocation
+from sfrs.data.formats.msls_tables import aligned, booleans, floats, read_csv
 from sfrs.data.geo import EVAL_POSITIVE_RADIUS_M, Split, positives_within
 from sfrs.errors import DataError
 
@@ -77,18 +76,7 @@ OFFICIAL_VAL_DATABASE = 18_871
 SUBTASKS = ("all", "s2w", "w2s", "o2n", "n2o", "d2n", "n2d")
 SCHEME = "msls:"
 
-# Logical column -> accepted header names (compared case-insensitively).
-_COLUMNS: Dict[str, Tuple[str, ...]] = {
-    "key": ("key",),
-    "easting": ("easting", "utm_easting", "utm_east", "east"),
-    "northing": ("northing", "utm_northing", "utm_north", "north"),
-    "night": ("night",),
-    "view_direction": ("view_direction", "qualitative_view_direction"),
-    "pano": ("pano",),
-}
 _SIDEWAYS = ("sideways", "sidewards")
-_TRUE = ("true", "1", "yes", "t", "1.0")
-_FALSE = ("false", "0", "no", "f", "0.0")
 
 __all__ = [
     "read_msls",
@@ -150,109 +138,6 @@ def _city_dir(root: Path, city: str, split: str) -> Path:
     )
 
 
-# -- CSV -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Table:
-    """A CSV file: header and rows of strings (the unnamed pandas index column included)."""
-
-    path: Path
-    header: List[str]
-    rows: List[List[str]]
-
-    def find(self, names: Sequence[str]) -> Optional[int]:
-        lowered = [h.strip().lower() for h in self.header]
-        for name in names:
-            if name.lower() in lowered:
-                return lowered.index(name.lower())
-        return None
-
-    def columns(self, logical: Sequence[str]) -> Dict[str, int]:
-        """Logical column name -> index; DataError listing every missing column."""
-        found = {name: self.find(_COLUMNS.get(name, (name,))) for name in logical}
-        missing = [name for name, index in found.items() if index is None]
-        if missing:
-            present = ", ".join(h for h in self.header if h.strip()) or "none"
-            raise DataError(
-                f"{self.path}: missing column(s) {', '.join(repr(m) for m in missing)} (found: {present})"
-            )
-        return {name: int(index) for name, index in found.items()}
-
-    def values(self, index: int) -> List[str]:
-        return [row[index].strip() for row in self.rows]
-
-
-def _read_csv(path: Path, what: str) -> _Table:
-    if not path.is_file():
-        raise DataError(f"{path}: missing ({what})")
-    try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            reader = csv.reader(handle)
-            header = next(reader, None)
-            if header is None:
-                raise DataError(f"{path}: empty file (no header row)")
-            rows = []
-            for line, row in enumerate(reader, start=2):
-                if not row:
-                    continue
-                if len(row) != len(header):
-                    raise DataError(f"{path}: line {line} has {len(row)} fields but the header has {len(header)}")
-                rows.append(row)
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"{path}: cannot read CSV ({' '.join(str(exc).split())})") from None
-    return _Table(path, header, rows)
-
-
-def _booleans(table: _Table, index: int) -> np.ndarray:
-    result = np.empty(len(table.rows), dtype=bool)
-    for i, value in enumerate(table.values(index)):
-        lowered = value.lower()
-        if lowered in _TRUE:
-            result[i] = True
-        elif lowered in _FALSE:
-            result[i] = False
-        else:
-            raise DataError(
-                f"{table.path}: column '{table.header[index].strip()}' row {i + 1} is '{value}', not a boolean"
-            )
-    return result
-
-
-def _floats(table: _Table, index: int) -> np.ndarray:
-    result = np.empty(len(table.rows), dtype=np.float64)
-    for i, value in enumerate(table.values(index)):
-        try:
-            result[i] = float(value)
-        except ValueError:
-            result[i] = math.nan
-        if not math.isfinite(result[i]):
-            raise DataError(
-                f"{table.path}: column '{table.header[index].strip()}' row {i + 1} is '{value}', not a finite number"
-            )
-    return result
-
-
-def _aligned(table: _Table, reference_keys: List[str], reference: Path, values: np.ndarray) -> np.ndarray:
-    """``values`` (one per row of ``table``) reordered to the rows of ``reference``: by key
-    when ``table`` has a ``key`` column, else by position (equal row counts required)."""
-    key_index = table.find(_COLUMNS["key"])
-    if key_index is None:
-        if len(table.rows) != len(reference_keys):
-            raise DataError(
-                f"{table.path}: {len(table.rows):,} rows but {reference.name} has {len(reference_keys):,} "
-                f"(rows are matched by position when there is no 'key' column)"
-            )
-        return values
-    position = {key: i for i, key in enumerate(table.values(key_index))}
-    order = np.empty(len(reference_keys), dtype=np.int64)
-    for i, key in enumerate(reference_keys):
-        if key not in position:
-            raise DataError(f"{table.path}: no row for key '{key}' of {reference}")
-        order[i] = position[key]
-    return values[order]
-
-
 # -- one city -------------------------------------------------------------------------------
 
 
@@ -274,23 +159,23 @@ def _read_subset(folder: Path, is_query: bool, subtask: Optional[str], split: st
             f"{post_path}: missing; MSLS test cities ship without positions (the ground truth is held "
             f"by the MSLS evaluation server), so split '{split}' cannot be evaluated locally"
         )
-    post = _read_csv(post_path, "MSLS metadata with key, easting, northing")
+    post = read_csv(post_path, "MSLS metadata with key, easting, northing")
     wanted = ["key", "easting", "northing"] + (["night", "view_direction"] if is_query else [])
     cols = post.columns(wanted)
     keys = post.values(cols["key"])
-    utm = np.stack([_floats(post, cols["easting"]), _floats(post, cols["northing"])], axis=1).reshape(-1, 2)
+    utm = np.stack([floats(post, cols["easting"]), floats(post, cols["northing"])], axis=1).reshape(-1, 2)
     if is_query:
-        night = _booleans(post, cols["night"])
+        night = booleans(post, cols["night"])
         sideways = np.array([v.lower() in _SIDEWAYS for v in post.values(cols["view_direction"])], dtype=bool)
     else:
         night = sideways = np.zeros(len(keys), dtype=bool)
 
-    raw = _read_csv(folder / "raw.csv", "MSLS capture metadata with the 'pano' flag")
-    pano = _aligned(raw, keys, post_path, _booleans(raw, raw.columns(["pano"])["pano"]))
+    raw = read_csv(folder / "raw.csv", "MSLS capture metadata with the 'pano' flag")
+    pano = aligned(raw, keys, post_path, booleans(raw, raw.columns(["pano"])["pano"]))
     keep = ~pano
     if subtask is not None:
-        index = _read_csv(folder / "subtask_index.csv", "MSLS official subtask membership")
-        marked = _aligned(index, keys, post_path, _booleans(index, index.columns([subtask])[subtask]))
+        index = read_csv(folder / "subtask_index.csv", "MSLS official subtask membership")
+        marked = aligned(index, keys, post_path, booleans(index, index.columns([subtask])[subtask]))
         keep &= marked
 
     images = os.path.abspath(folder / "images")
