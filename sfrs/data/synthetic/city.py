@@ -14,6 +14,7 @@ import numpy as np
 
 from sfrs.data.geo import EVAL_POSITIVE_RADIUS_M, TRAIN_POSITIVE_RADIUS_M, positives_within
 from sfrs.data.synthetic import facades, layout, render, seeding, writer
+from sfrs.data.synthetic.strips import render_strips
 from sfrs.data.synthetic.sizes import GENERATOR_VERSION, SPLITS, CitySize, get_size
 from sfrs.errors import DataError
 
@@ -70,7 +71,7 @@ def _render_split(root: Path, size: CitySize, seed: int, split: str, split_layou
             plan = facades.plan_side(facade_rng, street.facade_length_m)
             kinds = [k for k in (layout.DATABASE, layout.QUERIES) if shots[(street.index, side, k)]]
             # Epoch = kind: queries see the street at another time, some buildings changed since.
-            strips = facades.render_strips(plan, epochs=kinds)
+            strips = render_strips(plan, epochs=kinds)
             for kind, strip in zip(kinds, strips):
                 for shot in shots[(street.index, side, kind)]:
                     query = kind == layout.QUERIES

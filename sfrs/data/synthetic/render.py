@@ -23,7 +23,7 @@ from typing import List, Sequence, Tuple
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from sfrs.data.synthetic import facades
+from sfrs.data.synthetic import facades, strips
 from sfrs.data.synthetic.facades import RGB, Prop, Strip
 
 IMAGE_HEIGHT = 120
@@ -203,7 +203,7 @@ def _draw_props(scene: _Scene, props: Sequence[Prop], season: str) -> None:
             scene.disc((p.x, top, z), p.size_m, p.size_m * 0.9, colour)
             for dx, dy, k in ((-0.35, 0.25, 0.8), (0.3, -0.2, 1.15), (0.25, 0.35, 0.9)):
                 centre = (p.x + dx * p.size_m, top + dy * p.size_m, z)
-                scene.disc(centre, 0.45 * p.size_m, 0.4 * p.size_m, facades.shade(colour, k))
+                scene.disc(centre, 0.45 * p.size_m, 0.4 * p.size_m, strips.shade(colour, k))
         else:
             span = (p.x - p.size_m / 2, p.x + p.size_m / 2)
             scene.trapezoid(z, 0.0, p.height_m, span, span, p.colour)
