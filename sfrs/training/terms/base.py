@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Dict, Mapping, Optional, Tuple, Type, Union
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Dict, Optional, Tuple, Type, Union
 
 from torch import Tensor, nn
 
@@ -197,8 +197,3 @@ def build_terms(loss: LossConfig, context: TermContext) -> Dict[str, Tuple[float
         if weight > 0:
             active[name] = (weight, spec.cls(spec.options, context))
     return active
-
-
-def options_dict(options: Any) -> Mapping[str, Any]:
-    """A term's options as a plain mapping (for the resolved config written with a run)."""
-    return {f.name: getattr(options, f.name) for f in dataclasses.fields(options)}
