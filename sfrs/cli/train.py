@@ -21,6 +21,8 @@ from sfrs.data import dataset_spec_help
 @click.option("--generations", type=int, help="Number of generations (the schedule is cut or its last entry repeated).")
 @click.option("--epochs", type=int, help="Epochs of every generation.")
 @click.option("--seed", type=int, help="Random seed.")
+@click.option("--init-from", type=click.Path(dir_okay=False),
+              help="Start every student from this model's weights (e.g. a self-supervised pre-training).")
 @click.option("--resume", is_flag=True, help="Continue the run in --output (default: the latest run in runs/).")
 @click.option("--set", "overrides", multiple=True, help="Override a config key: --set optim.lr=0.01 (repeatable).")
 @click.option("--dry-run", is_flag=True, help="Validate data and config, print the plan, do not train.")
@@ -31,7 +33,7 @@ from sfrs.data import dataset_spec_help
 @report_errors("sfrs-train")
 def main(
     config_path: Optional[str], dataset: Optional[str], images_root: Optional[str], output: Optional[str],
-    generations: Optional[int], epochs: Optional[int], seed: Optional[int], resume: bool,
+    generations: Optional[int], epochs: Optional[int], seed: Optional[int], init_from: Optional[str], resume: bool,
     overrides: Sequence[str], dry_run: bool, deterministic: bool, device: str, no_progress: bool, debug: bool,
 ) -> None:
     """Train SFRS: generations of hard + soft region losses, each supervised by the
@@ -44,7 +46,7 @@ def main(
 
     config: Config = load_config(
         config_path, overrides, generations=generations, epochs=epochs,
-        direct={"data.dataset": dataset, "data.images_root": images_root, "seed": seed},
+        direct={"data.dataset": dataset, "data.images_root": images_root, "seed": seed, "train.init_from": init_from},
     )
     if not distributed.launched_by_torchrun():
         resolve_device(device)  # validates the name and CUDA availability

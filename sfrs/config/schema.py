@@ -178,6 +178,10 @@ class TrainConfig:
     queries_per_epoch: int = 0
     #: retrieval examples drawn into TensorBoard after each epoch.
     tensorboard_examples: int = 4
+    #: a model file whose weights replace the fresh initialisation (fresh weights +
+    #: NetVLAD k-means) wherever a student is initialised, e.g. a self-supervised
+    #: pre-training to fine-tune; its architecture must equal ``model``'s.
+    init_from: Optional[str] = None
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
 """Networks for place recognition: backbone (B,3,H,W) -> (B,C,h,w), head -> (B,D)
-L2-normalised, optional PCA-whitening, saved with the description that rebuilds them.
+L2-normalised, optional PCA-whitening and label-free adapter, saved with the description
+that rebuilds them.
 
 Import model names from here (``from sfrs.models import build_network, load_network``).
 """
+from sfrs.models.adapter import Adapter
 from sfrs.models.backbones import IMAGENET_MEAN, IMAGENET_STD, Backbone, build_backbone, list_backbones
 from sfrs.models.heads import REGION_NAMES, GeM, NetVLAD, build_head, list_heads
 from sfrs.models.init import init_netvlad, sample_local_descriptors
@@ -25,6 +27,7 @@ __all__ = [
     "list_heads",
     "REGION_NAMES",
     "PCAWhitening",
+    "Adapter",
     "init_netvlad",
     "sample_local_descriptors",
 ]

@@ -9,6 +9,7 @@ Model file layout (``format`` ``sfrs-model``, ``version`` 1)::
 
     model_config  dict of ModelConfig      state_dict  weights without the PCA
     pca           None or {"mean": (D,), "projection": (D, dim)}
+    adapter       absent / None, or an Adapter payload (label-free adaptation, after the PCA)
     ...           metadata added by GeoNet.save(extra=...)
 
 A training state file holds such a payload under ``model``.
@@ -23,6 +24,7 @@ from torch import Tensor, nn
 
 from sfrs.config import ModelConfig, from_dict, to_dict
 from sfrs.errors import CheckpointError, ConfigError
+from sfrs.models.adapter import Adapter
 from sfrs.models.backbones import build_backbone
 from sfrs.models.heads import build_head
 from sfrs.models.whitening import PCAWhitening
@@ -36,7 +38,7 @@ class GeoNet(nn.Module):
     """Global image descriptors for place recognition.
 
     ``forward(images (B,3,H,W)) -> (B, D)`` L2-normalised (PCA-whitened when a PCA is
-    attached); ``region_descriptors(images) -> (B, 9, D_head)`` in the order of
+    attached, then adapted when an :class:`Adapter` is); ``region_descriptors(images) -> (B, 9, D_head)`` in the order of
     :data:`REGION_NAMES` (SFRS, Ge et al., ECCV 2020), region 0 = the head's global
     descriptor.
     """
@@ -54,6 +56,7 @@ class GeoNet(nn.Module):
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"model: {exc}") from None
         self.pca: Optional[PCAWhitening] = None
+        self.adapter: Optional[Adapter] = None
 
     # -- descriptors -----------------------------------------------------------------
     def forward(self, images: Tensor, regions: bool = False) -> Tensor:
@@ -65,6 +68,8 @@ class GeoNet(nn.Module):
         descriptors = self.head(self.backbone(images))
         if self.pca is not None:
             descriptors = self.pca(descriptors)
+        if self.adapter is not None:
+            descriptors = self.adapter(descriptors)
         return descriptors
 
     def region_descriptors(self, images: Tensor) -> Tensor:
@@ -77,6 +82,8 @@ class GeoNet(nn.Module):
 
     @property
     def out_dim(self) -> int:
+        if self.adapter is not None:
+            return self.adapter.out_dim
         return int(self.pca.projection.shape[1]) if self.pca is not None else self.head_dim
 
     # -- preprocessing travels with the model ---------------------------------------
@@ -99,11 +106,21 @@ class GeoNet(nn.Module):
         return build_transform(self.input_size, self.mean, self.std, resize=resize)
 
     def set_pca(self, pca: Optional[PCAWhitening]) -> None:
+        if pca is not None and self.adapter is not None:
+            # the adapter was trained on the descriptors without this PCA
+            raise ConfigError("PCA-whitening cannot be added to an adapted model: fit it before adapting")
         self.pca = pca
+
+    def set_adapter(self, adapter: Optional[Adapter]) -> None:
+        """Apply ``adapter`` to the (PCA-whitened) descriptors; None removes it."""
+        dim = int(self.pca.projection.shape[1]) if self.pca is not None else self.head_dim
+        if adapter is not None and adapter.in_dim != dim:
+            raise ValueError(f"the adapter takes {adapter.in_dim}-d descriptors but the model gives {dim}-d")
+        self.adapter = adapter
 
     # -- persistence ------------------------------------------------------------------
     def checkpoint_payload(self) -> Dict[str, Any]:
-        state = {k: v for k, v in self.state_dict().items() if not k.startswith("pca.")}
+        state = {k: v for k, v in self.state_dict().items() if not k.startswith(("pca.", "adapter."))}
         payload: Dict[str, Any] = {
             "format": CHECKPOINT_FORMAT,
             "version": CHECKPOINT_VERSION,
@@ -113,6 +130,8 @@ class GeoNet(nn.Module):
         }
         if self.pca is not None:
             payload["pca"] = {k: v.detach().cpu() for k, v in self.pca.state_dict().items()}
+        if self.adapter is not None:
+            payload["adapter"] = self.adapter.payload()
         return payload
 
     def save(self, path: Union[str, Path], extra: Optional[Dict[str, Any]] = None) -> None:
@@ -176,6 +195,11 @@ def network_from_payload(payload: Any, source: str = "<checkpoint>") -> GeoNet:
     if payload.get("pca"):
         pca_state = payload["pca"]
         model.set_pca(PCAWhitening(pca_state["mean"].clone(), pca_state["projection"].clone()))
+    if payload.get("adapter"):
+        try:
+            model.set_adapter(Adapter.from_payload(payload["adapter"], source))
+        except ValueError as exc:
+            raise CheckpointError(f"{source}: {exc}") from None
     return model
 
 

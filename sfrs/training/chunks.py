@@ -23,20 +23,24 @@ class MinedChunk:
 
     Attributes:
         rows: (T,) kept-query rows. tuples: (T, 2 + N + M) ids (see
-            :mod:`sfrs.training.tuples`). teacher: (T, M, 9) labels of the difficult
+            :mod:`sfrs.training.tuples`). num_negatives: N (0 when no term uses hard
+            negatives: none are mined). teacher: (T, M, 9) labels of the difficult
             positives, or None when no term uses them.
     """
 
     rows: np.ndarray
     tuples: np.ndarray
+    num_negatives: int
     teacher: Optional[np.ndarray] = None
 
     def to_state(self) -> Dict[str, Any]:
-        return {"rows": self.rows, "tuples": self.tuples, "teacher": self.teacher}
+        return {"rows": self.rows, "tuples": self.tuples, "num_negatives": self.num_negatives,
+                "teacher": self.teacher}
 
     @classmethod
     def from_state(cls, state: Dict[str, Any]) -> "MinedChunk":
-        return cls(rows=state["rows"], tuples=state["tuples"], teacher=state.get("teacher"))
+        return cls(rows=state["rows"], tuples=state["tuples"], num_negatives=int(state["num_negatives"]),
+                   teacher=state.get("teacher"))
 
 
 def mine_chunk(
@@ -49,6 +53,7 @@ def mine_chunk(
     rng_key: tuple,
     labels: Optional[SoftLabels],
     with_difficult: bool,
+    with_negatives: bool = True,
 ) -> MinedChunk:
     """Encode the cache with ``model`` (sharded) and mine the tuples of kept-query ``rows``.
 
@@ -56,6 +61,8 @@ def mine_chunk(
         rng_key: seeds the negative pools (e.g. (seed, generation, epoch, chunk)).
         labels: the generation's teacher labels (needed when ``with_difficult``).
         with_difficult: an active term needs difficult positives and their labels.
+        with_negatives: an active term needs hard negatives; without, none are mined
+            (only the best positive, which needs the same descriptor cache).
     """
     mining = run.config.mining
     ts, split = run.training_set, run.train_split
@@ -71,8 +78,12 @@ def mine_chunk(
         queries = run.extract(model, [split.query_paths[i] for i in query_ids], "cache: queries")
     chunk = None
     if distributed.is_main():
-        rng = np.random.default_rng(list(rng_key) + [7])
-        best_positive, negatives = miner.mine(rows, queries, database, rng)
+        if with_negatives:
+            rng = np.random.default_rng(list(rng_key) + [7])
+            best_positive, negatives = miner.mine(rows, queries, database, rng)
+        else:
+            best_positive = miner.best_positives(rows, queries, database)
+            negatives = np.zeros((len(rows), 0), dtype=np.int64)
         difficult = np.zeros((len(rows), 0), dtype=np.int64)
         teacher = None
         if with_difficult:
@@ -87,6 +98,6 @@ def mine_chunk(
             else:  # picked by the teacher once per generation: its labelled positives
                 difficult = labels.positive_ids[rows][:, : mining.difficult_positives]
             teacher = lookup_labels(labels, rows, difficult)
-        chunk = MinedChunk(rows=np.asarray(rows, dtype=np.int64),
+        chunk = MinedChunk(rows=np.asarray(rows, dtype=np.int64), num_negatives=negatives.shape[1],
                            tuples=assemble_tuples(query_ids, best_positive, negatives, difficult), teacher=teacher)
     return distributed.broadcast_object(chunk)

@@ -17,14 +17,9 @@ from typing import Optional, Sequence
 import numpy as np
 
 from sfrs.errors import DataError
+from sfrs.training.mining import squared_distances
 from sfrs.training.rerank import order_difficult_positives, rerank_candidates
 from sfrs.training.softlabels import SoftLabels
-
-
-def squared_distances(query: np.ndarray, others: np.ndarray) -> np.ndarray:
-    """||q - o||^2 of one query (D,) to rows (K, D)."""
-    diff = others - query[None, :]
-    return np.einsum("kd,kd->k", diff, diff)
 
 
 def nearest_candidates(

@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 from sfrs import distributed
 from sfrs.config import GenerationConfig, to_dict
 from sfrs.data import ImageListDataset
+from sfrs.errors import ConfigError
 from sfrs.models import GeoNet, build_network, init_netvlad, load_network
 from sfrs.utils.hashing import fingerprint
 
@@ -56,8 +57,11 @@ def student_for(run, generation: int, schedule: GenerationConfig) -> GeoNet:
 
 def initial_network(run) -> GeoNet:
     """Fresh weights + NetVLAD k-means, made once per run and cached; read back from the
-    file so that a fresh run and a resumed one start from bit-identical weights."""
+    file so that a fresh run and a resumed one start from bit-identical weights. With
+    ``train.init_from``, that model's weights instead (same architecture required)."""
     cfg = run.config
+    if cfg.train.init_from:
+        return _from_model_file(cfg.train.init_from, cfg.model, run.device)
     key = fingerprint(model=to_dict(cfg.model), seed=cfg.seed, data=run.data_fingerprint)
     path = run.paths.cache / f"init_{key}.pt"
     if not path.exists() and distributed.is_main():
@@ -74,3 +78,19 @@ def initial_network(run) -> GeoNet:
         model.save(path)
     distributed.barrier()
     return load_network(path, run.device)
+
+
+#: model settings that must agree for a model file's weights to initialise a student.
+_ARCHITECTURE_KEYS = ("backbone", "head", "head_options", "input_size")
+
+
+def _from_model_file(path: str, model_config, device) -> GeoNet:
+    network = load_network(path, device)
+    given, wanted = to_dict(network.config), to_dict(model_config)
+    different = [key for key in _ARCHITECTURE_KEYS if given[key] != wanted[key]]
+    if different:
+        key = different[0]
+        raise ConfigError(f"train.init_from {path}: its model.{key} is {given[key]!r}, the config's is "
+                          f"{wanted[key]!r}; set the config's model to the file's architecture")
+    network.set_pca(None)  # training works on the head's output; PCA is fitted after training
+    return network

@@ -87,12 +87,10 @@ class HardNegativeMiner:
         ``query_descriptors[i]`` belongs to kept row ``rows[i]``.
         """
         num_database = database_descriptors.shape[0]
-        best_positive = np.empty(len(rows), dtype=np.int64)
+        best_positive = self.best_positives(rows, query_descriptors, database_descriptors)
         negatives = np.empty((len(rows), self.num_negatives), dtype=np.int64)
         for i, row in enumerate(rows):
             query = query_descriptors[i]
-            positives = self.training_set.positives[row]
-            best_positive[i] = positives[int(np.argmin(squared_distances(query, database_descriptors[positives])))]
 
             pool_size = min(self.pool_size, num_database)
             pool = rng.choice(num_database, size=pool_size, replace=False)
@@ -112,6 +110,17 @@ class HardNegativeMiner:
             negatives[i] = hardest
             self.previous_hardest[row] = hardest
         return best_positive, negatives
+
+    def best_positives(self, rows: np.ndarray, query_descriptors: np.ndarray,
+                       database_descriptors: np.ndarray) -> np.ndarray:
+        """(len(rows),) the feature-nearest positive (within the training radius) of each
+        row; ``query_descriptors[i]`` belongs to kept row ``rows[i]``."""
+        out = np.empty(len(rows), dtype=np.int64)
+        for i, row in enumerate(rows):
+            positives = self.training_set.positives[row]
+            distances = squared_distances(query_descriptors[i], database_descriptors[positives])
+            out[i] = positives[int(np.argmin(distances))]
+        return out
 
     def state_dict(self) -> Dict[str, np.ndarray]:
         return {"previous_hardest": self.previous_hardest.copy()}

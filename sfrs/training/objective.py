@@ -19,10 +19,11 @@ from sfrs.training.tuples import TupleBatch
 
 @dataclass
 class BatchDescriptors:
-    """Descriptors of one batch: ``global_`` (K, D); ``regions`` (K, 9, D) when a term
-    needs them, else None; ``views`` name -> (B, D) of the extra images."""
+    """Descriptors of one batch: ``global_`` (K, D), None when no term reads the tuple's
+    images; ``regions`` (K, 9, D) when a term needs them, else None; ``views`` name ->
+    (B, D) of the extra images the student encodes."""
 
-    global_: Tensor
+    global_: Optional[Tensor]
     regions: Optional[Tensor]
     views: Dict[str, Tensor] = field(default_factory=dict)
 
@@ -67,17 +68,29 @@ class Objective(nn.Module):
     def needs_difficult_positives(self) -> bool:
         return any(term.needs_difficult_positives for term in self.terms.values())
 
+    @property
+    def needs_hard_negatives(self) -> bool:
+        return any(term.needs_hard_negatives for term in self.terms.values())
+
+    @property
+    def needs_tuple_images(self) -> bool:
+        return any(term.needs_tuple_images for term in self.terms.values())
+
     def describe(self) -> str:
         return " + ".join(f"{self.weights[name]:g} x {term.describe()}" for name, term in self.terms.items())
 
     def encode(self, batch: TupleBatch) -> BatchDescriptors:
-        """One network pass over the batch's images (+ one per requested view)."""
-        if self.needs_regions:
+        """One network pass over the batch's images (skipped when no term reads them) and
+        one per requested view that asks to be encoded by the student."""
+        if not self.needs_tuple_images:
+            descriptors = BatchDescriptors(global_=None, regions=None)
+        elif self.needs_regions:
             regions = self.network(batch.images, regions=True)
             descriptors = BatchDescriptors(global_=regions[:, 0], regions=regions)
         else:
             descriptors = BatchDescriptors(global_=self.network(batch.images), regions=None)
-        descriptors.views = {name: self.network(images) for name, images in batch.views.items()}
+        descriptors.views = {name: self.network(images) for name, images in batch.views.items()
+                             if self.views[name].encode}
         return descriptors
 
     def forward(self, batch: TupleBatch) -> ObjectiveOutput:

@@ -45,7 +45,8 @@ def plan_lines(run: TrainingRun) -> List[str]:
         weights = {name: spec.weight * spec.cls.generation_weight(gen) for name, spec in specs.items()}
         terms = " + ".join(f"{w:g} x {name}" for name, w in weights.items() if w > 0)
         teacher = f", teacher tau {gen.teacher_temperature:g}" if weights.get("soft", 0) > 0 else ""
+        student = gen.student_init + (f" (from {cfg.train.init_from})" if cfg.train.init_from else "")
         lines.append(f"  generation {g}: {gen.epochs} epoch(s), {gen.epochs * steps:,} steps, "
-                     f"loss {terms}{teacher}, student {gen.student_init}")
+                     f"loss {terms}{teacher}, student {student}")
     lines.append(f"total: {total_steps:,} steps")
     return lines

@@ -90,11 +90,12 @@ class Trainer:
             if chunk is None:
                 chunk = mine_chunk(run, self.network, self.miner, chunks[c], generation=g,
                                    rng_key=(cfg.seed, g, epoch, c), labels=self.labels,
-                                   with_difficult=self.objective.needs_difficult_positives)
+                                   with_difficult=self.objective.needs_difficult_positives,
+                                   with_negatives=self.objective.needs_hard_negatives)
                 position.chunk, position.step = c, 0
                 self.save(chunk)
             dataset = TupleDataset(
-                run.train_split, chunk.tuples, cfg.mining.negatives, transform,
+                run.train_split, chunk.tuples, chunk.num_negatives, transform,
                 seed=int(fingerprint(seed=cfg.seed, g=g, e=epoch, c=c), 16) % (2**31),
                 teacher=chunk.teacher, views=self.objective.views,
             )

@@ -95,6 +95,8 @@ class TupleDataset(Dataset):
             pictures = [load_image(p) for p in paths]
             images = torch.stack([self.transform(p) for p in pictures])
             sources = {"query": pictures[0], "positive": pictures[1]}
+            if self.num_negatives:
+                sources["negative"] = pictures[2]
             views = {name: view.transform(sources[view.source]) for name, view in sorted(self.views.items())}
         teacher = self.teacher[index] if self.teacher is not None else None
         return {"images": images, "valid": valid, "teacher": teacher, "views": views}

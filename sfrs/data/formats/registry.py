@@ -12,6 +12,7 @@ from sfrs.data.formats.base import DatasetFormat
 from sfrs.data.formats.msls import MSLS
 from sfrs.data.formats.netvlad_mat import NETVLAD_MAT
 from sfrs.data.formats.synthetic_city import SYNTHETIC_CITY
+from sfrs.data.formats.u1652 import U1652
 from sfrs.data.formats.vg_folder import VG_FOLDER
 from sfrs.data.geo import Split
 from sfrs.errors import DataError
@@ -20,7 +21,7 @@ from sfrs.errors import DataError
 # accepts any folder, so a folder format with a stricter test (MSLS) goes before it. The same
 # order is the preference when discovery finds a benchmark in several layouts: the native
 # MSLS layout gives the official protocol; elsewhere the VG folder is the field's common format.
-_FORMATS: List[DatasetFormat] = [SYNTHETIC_CITY, MSLS, VG_FOLDER, NETVLAD_MAT]
+_FORMATS: List[DatasetFormat] = [SYNTHETIC_CITY, MSLS, U1652, VG_FOLDER, NETVLAD_MAT]
 
 
 def registered_formats() -> Tuple[DatasetFormat, ...]:

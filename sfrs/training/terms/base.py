@@ -38,23 +38,30 @@ class NoOptions:
     """Options of a term that has none besides its weight."""
 
 
+VIEW_SOURCES = ("query", "positive", "negative")
+
+
 @dataclass(frozen=True)
 class ViewRequest:
     """An extra image per tuple, delivered as ``batch.views[name]`` (B, 3, H, W) and
     encoded into ``descriptors.views[name]`` (B, D).
 
     Attributes:
-        source: ``query`` or ``positive`` (the tuple's best positive).
+        source: ``query``, ``positive`` (the tuple's best positive) or ``negative`` (its
+            hardest negative; needs ``needs_hard_negatives``).
         transform: PIL image -> (3, H, W) tensor at the network's input size; it runs under
             the tuple's seed, so a resumed run sees the same view.
+        encode: the student encodes it into ``descriptors.views[name]``; False when only
+            the term's own networks (e.g. a momentum encoder) read ``batch.views[name]``.
     """
 
     source: str
     transform: Callable[[Any], Tensor]
+    encode: bool = True
 
     def __post_init__(self) -> None:
-        if self.source not in ("query", "positive"):
-            raise ValueError(f"a view's source must be 'query' or 'positive', got {self.source!r}")
+        if self.source not in VIEW_SOURCES:
+            raise ValueError(f"a view's source must be one of {', '.join(VIEW_SOURCES)}, got {self.source!r}")
 
 
 @dataclass(frozen=True)
@@ -115,6 +122,17 @@ class LossTerm(nn.Module):
     def needs_difficult_positives(self) -> bool:
         """True when tuples must carry difficult positives and their teacher labels."""
         return False
+
+    @property
+    def needs_hard_negatives(self) -> bool:
+        """True when tuples must carry hard negatives (mined at every cache refresh)."""
+        return False
+
+    @property
+    def needs_tuple_images(self) -> bool:
+        """True when the term reads the descriptors of the tuple's images
+        (``descriptors.global_`` / ``regions``); False for terms that use views only."""
+        return True
 
     def views(self) -> Dict[str, ViewRequest]:
         """Extra images this term needs, by name (names are shared across terms)."""

@@ -45,6 +45,10 @@ class HardTerm(LossTerm):
     def needs_regions(self) -> bool:
         return self.region_negatives
 
+    @property
+    def needs_hard_negatives(self) -> bool:
+        return True
+
     def forward(self, batch, descriptors) -> Tensor:
         anchor = descriptors.global_[batch.query]
         positive = descriptors.global_[batch.positive]
