@@ -48,6 +48,12 @@ class ModelConfig:
     #: local descriptors sampled per image / images used for the NetVLAD k-means init.
     init_descriptors_per_image: int = 100
     init_images: int = 500
+    #: training: images per chunk through the backbone's frozen layers, which run without
+    #: keeping activations (0 = sized from the input: one 480x640 image through VGG16).
+    frozen_chunk: int = 0
+    #: training: recompute the trainable layers' activations in the backward pass instead
+    #: of keeping them (less memory, one more forward of those layers; for the largest models).
+    checkpoint_activations: bool = False
 
 
 @dataclass(frozen=True)
@@ -113,6 +119,9 @@ class OptimConfig:
     lr_gamma: float = 0.5
     #: training tuples per optimiser step (reference: 4, one per GPU).
     tuples_per_step: int = 4
+    #: tuples through the network at once on each process; a step accumulates the
+    #: gradients of its passes, which equal the whole step's (0 = all of a step at once).
+    tuples_per_pass: int = 0
     #: gradient-norm clipping (0 = off).
     grad_clip: float = 0.0
 

@@ -63,6 +63,9 @@ def validate_config(config: Config) -> None:
             f"mining.rerank_distance must be 'reference' or 'squared', got '{m.rerank_distance}'")
     require(m.cache_refresh >= 1, "mining.cache_refresh must be at least 1")
     require(config.optim.tuples_per_step >= 1, "optim.tuples_per_step must be at least 1")
+    require(0 <= config.optim.tuples_per_pass <= config.optim.tuples_per_step,
+            "optim.tuples_per_pass must be between 0 (a step at once) and optim.tuples_per_step")
+    require(config.model.frozen_chunk >= 0, "model.frozen_chunk must be >= 0 (0 = sized from the input)")
     require(config.optim.lr > 0, "optim.lr must be > 0")
     require(config.data.train_positive_radius <= config.data.eval_positive_radius,
             "data.train_positive_radius must not exceed data.eval_positive_radius")

@@ -28,15 +28,31 @@ truncated backbone load through the same strict path.
 BatchNorm layers whose parameters are all frozen are kept in eval mode (running
 statistics fixed) whenever the backbone is put in train mode: frozen stages stay exactly
 as loaded.
+
+Every backbone is also a chain of blocks, :meth:`Backbone.stages` (VGG16: its five
+pooling blocks; ResNets: the stem, then each residual block; ``small``: each
+convolution with its normalisation and ReLU). With gradients enabled (training), the
+leading blocks with nothing to train (no parameter with ``requires_grad``, no layer
+whose output depends on the rest of the batch: batch norm using batch statistics,
+dropout) run under ``torch.no_grad()`` in chunks of ``frozen_chunk`` images: nothing of
+them is needed for the backward pass, and their activations are the largest of the
+network (VGG16 conv1 at 480x640: 75 MB per image). The output, and so every loss and
+gradient, is the one of the whole batch at once up to floating-point rounding. With
+``checkpoint_activations`` the trainable blocks keep only their input and are recomputed
+during the backward pass (``torch.utils.checkpoint``, batch-norm running statistics
+updated once). Without gradients (extraction, evaluation) the blocks simply run in turn
+on the whole batch.
 """
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 import torchvision
-from torch import nn
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from sfrs.errors import CheckpointError, ConfigError
 
@@ -47,6 +63,11 @@ PRETRAINED_MODES = ("imagenet", "none")  # anything else is a path to a local st
 TRAINABLE_MODES = ("default", "all", "none")
 
 _MAX_KEYS_IN_MESSAGE = 3
+
+#: ``frozen_chunk: 0``: as many images per chunk of the frozen blocks as keep their
+#: largest single activation (measured on the batch's first image) within this many
+#: bytes: one 480x640 image through VGG16 (conv1: 75 MB), 40 images of 96x128.
+FROZEN_CHUNK_BYTES = 128 * 2**20
 
 
 class Backbone(nn.Module):
@@ -71,6 +92,55 @@ class Backbone(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.trainable = "all"
+        #: images per chunk through the frozen blocks during training (0 = sized from the
+        #: input, see :data:`FROZEN_CHUNK_BYTES`).
+        self.frozen_chunk = 0
+        #: recompute the trainable blocks' activations in the backward pass.
+        self.checkpoint_activations = False
+
+    def stages(self) -> List[nn.Module]:
+        """The backbone as a chain of blocks: ``forward(x) = stages[-1](...stages[0](x))``.
+
+        A block is the unit of the frozen / trainable split and of activation
+        checkpointing; a block never starts with an in-place layer (a checkpointed block
+        must not modify the input it saved).
+        """
+        raise NotImplementedError
+
+    def forward(self, images: Tensor) -> Tensor:
+        """(B, 3, H, W) -> (B, ``out_channels``, h, w)."""
+        stages = self.stages()
+        if not torch.is_grad_enabled() or images.requires_grad:
+            return _chain(stages, images)
+        split = _frozen_prefix(stages)
+        x = self._frozen_forward(stages[:split], images) if split else images
+        for stage in stages[split:]:
+            x = _checkpointed(stage, x) if self.checkpoint_activations else stage(x)
+        return x
+
+    def _frozen_forward(self, stages: Sequence[nn.Module], images: Tensor) -> Tensor:
+        """The frozen blocks on (B, 3, H, W) images, chunk by chunk, without a graph."""
+        count = images.shape[0]
+        with torch.no_grad():
+            chunk, out, done = self.frozen_chunk, None, 0
+            if chunk <= 0:
+                first, largest = _chain_measuring(stages, images[:1])
+                if count == 1:
+                    return first
+                chunk = max(1, FROZEN_CHUNK_BYTES // max(largest, 1))
+                # filled in place: a list of chunks plus torch.cat would hold the output twice
+                out = first.new_empty((count,) + first.shape[1:])
+                out[:1] = first
+                done = 1
+            while done < count:
+                part = _chain(stages, images[done : done + chunk])
+                if out is None:
+                    if part.shape[0] == count:
+                        return part
+                    out = part.new_empty((count,) + part.shape[1:])
+                out[done : done + part.shape[0]] = part
+                done += part.shape[0]
+        return out
 
     def set_trainable(self, mode: str) -> None:
         """Set ``requires_grad`` of every parameter: ``default``, ``all`` or ``none``."""
@@ -138,9 +208,9 @@ class VGG16Backbone(Backbone):
     def reference_state_dict_keys(self) -> Sequence[str]:
         return self._reference_keys
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) -> (B, 512, h, w)."""
-        return self.features(images)
+    def stages(self) -> List[nn.Module]:
+        """The five pooling blocks (conv1_1..pool1, ..., conv5_1..conv5_3)."""
+        return _split_after(self.features, nn.MaxPool2d)
 
 
 class ResNetBackbone(Backbone):
@@ -170,13 +240,11 @@ class ResNetBackbone(Backbone):
     def reference_state_dict_keys(self) -> Sequence[str]:
         return self._reference_keys
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) -> (B, C, ~H/stride, ~W/stride)."""
-        x = self.maxpool(self.relu(self.bn1(self.conv1(images))))
-        x = self.layer3(self.layer2(self.layer1(x)))
-        if hasattr(self, "layer4"):
-            x = self.layer4(x)
-        return x
+    def stages(self) -> List[nn.Module]:
+        """The stem (conv1, bn1, relu, maxpool), then every residual block of layer1..layer3
+        (and layer4)."""
+        layers = [self.layer1, self.layer2, self.layer3] + ([self.layer4] if hasattr(self, "layer4") else [])
+        return [nn.Sequential(self.conv1, self.bn1, self.relu, self.maxpool)] + [b for layer in layers for b in layer]
 
 
 class SmallBackbone(Backbone):
@@ -217,9 +285,93 @@ class SmallBackbone(Backbone):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) -> (B, 128, ceil(H/8), ceil(W/8))."""
-        return self.features(images)
+    def stages(self) -> List[nn.Module]:
+        """Each convolution with its GroupNorm and ReLU; the last convolution alone.
+        (B, 3, H, W) -> (B, 128, ceil(H/8), ceil(W/8))."""
+        return _split_after(self.features, nn.ReLU)
+
+
+def _split_after(layers: nn.Sequential, kind: type) -> List[nn.Module]:
+    """``layers`` cut after every layer of type ``kind``, as Sequential slices (the
+    parameters keep their names: a slice shares the modules)."""
+    bounds = [0] + [i + 1 for i, layer in enumerate(layers) if isinstance(layer, kind)]
+    if bounds[-1] != len(layers):
+        bounds.append(len(layers))
+    return [layers[a:b] for a, b in zip(bounds, bounds[1:])]
+
+
+def _chain(stages: Sequence[nn.Module], x: Tensor) -> Tensor:
+    for stage in stages:
+        x = stage(x)
+    return x
+
+
+def _chain_measuring(stages: Sequence[nn.Module], x: Tensor) -> Tuple[Tensor, int]:
+    """``_chain`` and the size in bytes of the largest output of any of its layers."""
+    largest = [x.numel() * x.element_size()]
+
+    def record(_module, _inputs, output) -> None:
+        if isinstance(output, Tensor):
+            largest[0] = max(largest[0], output.numel() * output.element_size())
+
+    leaves = [m for stage in stages for m in stage.modules() if next(m.children(), None) is None]
+    handles = [m.register_forward_hook(record) for m in leaves]
+    try:
+        out = _chain(stages, x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return out, largest[0]
+
+
+def _is_frozen(stage: nn.Module) -> bool:
+    """Nothing to train, and each image's output depends on that image alone."""
+    for module in stage.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and (module.training or not module.track_running_stats):
+            return False  # batch statistics: a chunk's would differ from the batch's
+        if isinstance(module, nn.modules.dropout._DropoutNd) and module.training:
+            return False  # masks drawn per chunk would not be the batch's
+    return not any(p.requires_grad for p in stage.parameters())
+
+
+def _frozen_prefix(stages: Sequence[nn.Module]) -> int:
+    """Number of leading frozen stages."""
+    count = 0
+    while count < len(stages) and _is_frozen(stages[count]):
+        count += 1
+    return count
+
+
+@contextlib.contextmanager
+def _running_stats_kept(stage: nn.Module) -> Iterator[None]:
+    """Restore the batch-norm running statistics ``stage`` updates inside the block."""
+    saved = [(m, m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone())
+             for m in stage.modules()
+             if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats]
+    try:
+        yield
+    finally:
+        for module, mean, var, tracked in saved:
+            module.running_mean.copy_(mean)
+            module.running_var.copy_(var)
+            module.num_batches_tracked.copy_(tracked)
+
+
+def _checkpointed(stage: nn.Module, x: Tensor) -> Tensor:
+    """``stage(x)`` keeping only ``x`` for the backward pass, which recomputes the rest."""
+    calls = 0
+
+    def run(inputs: Tensor) -> Tensor:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return stage(inputs)
+        # the recomputation in the backward pass: batch norm normalises with the same batch
+        # statistics, but must not move its running statistics a second time
+        with _running_stats_kept(stage):
+            return stage(inputs)
+
+    return checkpoint(run, x, use_reentrant=False)
 
 
 # name -> (constructor, torchvision weights enum member name or None)
@@ -238,7 +390,13 @@ def list_backbones() -> List[str]:
     return list(_CATALOGUE)
 
 
-def build_backbone(name: str, pretrained: str = "none", trainable: str = "default") -> Backbone:
+def build_backbone(
+    name: str,
+    pretrained: str = "none",
+    trainable: str = "default",
+    frozen_chunk: int = 0,
+    checkpoint_activations: bool = False,
+) -> Backbone:
     """Build a backbone from the catalogue.
 
     Args:
@@ -252,6 +410,10 @@ def build_backbone(name: str, pretrained: str = "none", trainable: str = "defaul
         trainable: ``"default"`` (vgg16: conv5_1..conv5_3; ResNets: their last stage;
             small: everything), ``"all"`` or ``"none"``. Frozen parameters get
             ``requires_grad=False``.
+        frozen_chunk: images per chunk through the leading frozen blocks during training
+            (0 = sized from the input: :data:`FROZEN_CHUNK_BYTES`).
+        checkpoint_activations: recompute the trainable blocks' activations during the
+            backward pass instead of keeping them.
 
     Returns:
         A :class:`Backbone`: (B, 3, H, W) -> (B, ``out_channels``, h, w).
@@ -262,6 +424,8 @@ def build_backbone(name: str, pretrained: str = "none", trainable: str = "defaul
         raise ConfigError(
             f"unknown trainable mode '{trainable}'; choose one of {', '.join(TRAINABLE_MODES)}"
         )
+    if isinstance(frozen_chunk, bool) or not isinstance(frozen_chunk, int) or frozen_chunk < 0:
+        raise ConfigError(f"frozen_chunk must be an integer >= 0 (0 = automatic), got {frozen_chunk!r}")
     constructor, weights_name = _CATALOGUE[name]
     if pretrained == "imagenet":
         if weights_name is None:
@@ -279,6 +443,8 @@ def build_backbone(name: str, pretrained: str = "none", trainable: str = "defaul
         backbone = constructor()
         load_backbone_state_dict(backbone, state, source=f"checkpoint {pretrained}")
     backbone.set_trainable(trainable)
+    backbone.frozen_chunk = frozen_chunk
+    backbone.checkpoint_activations = bool(checkpoint_activations)
     return backbone
 
 

@@ -12,10 +12,13 @@ Model file layout (``format`` ``sfrs-model``, ``version`` 1)::
     adapter       absent / None, or an Adapter payload (label-free adaptation, after the PCA)
     ...           metadata added by GeoNet.save(extra=...)
 
-A training state file holds such a payload under ``model``.
+A training state file holds such a payload under ``model``. Keys that ModelConfig gained
+later (``frozen_chunk``, ``checkpoint_activations``: how training runs the backbone) take
+their defaults when a file predates them.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
 
@@ -51,6 +54,8 @@ class GeoNet(nn.Module):
                 config.backbone,
                 pretrained=config.pretrained if load_pretrained else "none",
                 trainable=config.trainable,
+                frozen_chunk=config.frozen_chunk,
+                checkpoint_activations=config.checkpoint_activations,
             )
             self.head = build_head(config.head, dim=self.backbone.out_channels, **config.head_options)
         except (KeyError, TypeError, ValueError) as exc:
@@ -104,6 +109,16 @@ class GeoNet(nn.Module):
         from sfrs.data import build_transform
 
         return build_transform(self.input_size, self.mean, self.std, resize=resize)
+
+    def set_training_memory(self, frozen_chunk: int, checkpoint_activations: bool) -> None:
+        """How training runs the backbone (``model.frozen_chunk``,
+        ``model.checkpoint_activations``): a network loaded from a file takes the current
+        run's settings, which then travel in the checkpoints it writes. Descriptors,
+        losses and gradients do not depend on them."""
+        self.config = dataclasses.replace(self.config, frozen_chunk=frozen_chunk,
+                                          checkpoint_activations=checkpoint_activations)
+        self.backbone.frozen_chunk = frozen_chunk
+        self.backbone.checkpoint_activations = checkpoint_activations
 
     def set_pca(self, pca: Optional[PCAWhitening]) -> None:
         if pca is not None and self.adapter is not None:

@@ -4,11 +4,17 @@
 and the 9 region descriptors when a term needs them), encodes the extra views terms
 asked for, and returns the weighted sum of the terms. Wrapping this one module in
 DistributedDataParallel synchronises the network's and the terms' parameters alike.
+
+A step's batch may go through in passes of fewer tuples (:func:`split_batch`,
+``optim.tuples_per_pass``) whose gradients add up to the whole batch's: every term's
+value is a mean, and each pass is weighted by its share of the items that mean runs
+over (:func:`pass_shares`).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -112,3 +118,106 @@ class Objective(nn.Module):
     def after_step(self) -> None:
         for term in self.terms.values():
             term.after_step()
+
+    def pass_total(self, out: ObjectiveOutput, shares: Dict[str, float]) -> Tensor:
+        """``sum_t weight_t * share_t * term_t``: one pass's part of the step's loss
+        (``shares`` from :func:`pass_shares`, this pass's entry of each term)."""
+        total: Optional[Tensor] = None
+        for name, value in out.terms.items():
+            weighted = (self.weights[name] * shares[name]) * value
+            total = weighted if total is None else total + weighted
+        return total
+
+
+def term_mean_over(term: LossTerm, batch: TupleBatch) -> Optional[int]:
+    """How many items ``term``'s value on ``batch`` is the mean of; None when the value is
+    not a mean of per-tuple values (it cannot then be split into passes).
+
+    A term says so itself with a ``mean_over(batch)`` method. Otherwise: a term reading
+    difficult positives averages over the tuples that have at least one (the soft region
+    loss), a term reading only extra views relates the tuples of its batch (in-batch
+    negatives, batch statistics, a queue: None), any other term averages over the tuples
+    (the hard loss: over tuples and a fixed number of negatives each).
+    """
+    own = getattr(term, "mean_over", None)
+    if callable(own):
+        return own(batch)
+    if not getattr(term, "needs_tuple_images", True):
+        return None
+    if term.needs_difficult_positives:
+        return int((batch.difficult >= 0).any(dim=1).sum())
+    return int(batch.query.numel())
+
+
+def pass_shares(objective: Objective, passes: Sequence[TupleBatch]) -> List[Dict[str, float]]:
+    """Each pass's weight in each term's mean over the step: c_p / sum_q c_q, with c_p the
+    number of items the term averages in pass p (:func:`term_mean_over`). Weighted so,
+    the passes' values and gradients add up to those of the whole batch. A term with no
+    item in the whole step (value 0) gets share 0 in every pass.
+
+    Returns:
+        One dict per pass: term name -> share.
+    Raises:
+        ValueError: more than one pass and a term whose value is not a per-tuple mean.
+    """
+    shares: List[Dict[str, float]] = [{} for _ in passes]
+    for name, term in objective.terms.items():
+        counts = [term_mean_over(term, part) for part in passes]
+        if len(passes) == 1:
+            shares[0][name] = 1.0
+            continue
+        if any(count is None for count in counts):
+            raise ValueError(
+                f"loss term '{name}' relates the tuples of a batch (its value is not a mean over tuples), so a "
+                f"step cannot be split into passes: set optim.tuples_per_pass to 0 or to optim.tuples_per_step"
+            )
+        whole = sum(counts)
+        for p, count in enumerate(counts):
+            shares[p][name] = count / whole if whole else 0.0
+    return shares
+
+
+#: TupleBatch fields :func:`split_batch` knows how to cut.
+_SPLIT_FIELDS = {"images", "query", "positive", "negatives", "difficult", "teacher", "views"}
+
+
+def split_batch(batch: TupleBatch, tuples_per_pass: int) -> List[TupleBatch]:
+    """``batch`` as passes of at most ``tuples_per_pass`` consecutive tuples (0, or at
+    least the batch's tuples: the batch itself).
+
+    Relies on the collate layout: tuple b's images are ``images[query[b]:query[b + 1]]``;
+    positions are shifted to each pass's images, padding (-1) stays.
+
+    Raises:
+        ValueError: a tuple refers to an image outside its own block.
+    """
+    count = int(batch.query.numel())
+    if tuples_per_pass <= 0 or tuples_per_pass >= count:
+        return [batch]
+    unknown = {f.name for f in dataclasses.fields(batch)} - _SPLIT_FIELDS
+    if unknown:
+        raise TypeError(f"split_batch cannot cut TupleBatch field(s) {', '.join(sorted(unknown))}")
+    starts = batch.query.tolist() + [int(batch.images.shape[0])]
+    passes = []
+    for first in range(0, count, tuples_per_pass):
+        last = min(first + tuples_per_pass, count)
+        lo, hi = starts[first], starts[last]
+        tuples = slice(first, last)
+
+        def shift(positions: Tensor) -> Tensor:
+            valid = positions >= 0
+            if bool(((positions < lo) & valid).any() or (positions >= hi).any()):
+                raise ValueError(f"tuples {first}..{last - 1} refer to images outside their own "
+                                 f"({lo}..{hi - 1}): the batch is not laid out tuple by tuple")
+            return torch.where(valid, positions - lo, positions)
+
+        passes.append(TupleBatch(
+            images=batch.images[lo:hi],
+            query=shift(batch.query[tuples]),
+            positive=shift(batch.positive[tuples]),
+            negatives=shift(batch.negatives[tuples]),
+            difficult=shift(batch.difficult[tuples]),
+            teacher=batch.teacher[tuples] if batch.teacher is not None else None,
+            views={name: view[tuples] for name, view in batch.views.items()},
+        ))
+    return passes

@@ -3,7 +3,9 @@ steps over tuples, resumable checkpoints, the non-finite-loss guard, per-epoch
 validation, the best model, TensorBoard."""
 from __future__ import annotations
 
+import contextlib
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
@@ -18,12 +20,12 @@ from sfrs.errors import SfrsError
 from sfrs.retrieval import retrieval_grid
 from sfrs.training.chunks import MinedChunk, mine_chunk
 from sfrs.training.mining import HardNegativeMiner
-from sfrs.training.objective import Objective
+from sfrs.training.objective import Objective, pass_shares, split_batch
 from sfrs.training.optim import build_train_transform
 from sfrs.training.run import TrainingRun
 from sfrs.training.softlabels import SoftLabels
 from sfrs.training.state import TrainingState, save_state
-from sfrs.training.tuples import TupleDataset
+from sfrs.training.tuples import TupleBatch, TupleDataset
 from sfrs.utils.hashing import fingerprint
 
 
@@ -65,6 +67,8 @@ class Trainer:
         self.objective, self.optimizer, self.scheduler = objective, optimizer, scheduler
         self.miner, self.labels, self.state, self.clock = miner, labels, state, clock
         self.on_step = on_step
+        model = run.config.model
+        objective.network.set_training_memory(model.frozen_chunk, model.checkpoint_activations)
         self.trained = _data_parallel(objective, run.device)
 
     @property
@@ -85,13 +89,15 @@ class Trainer:
         chunks = [order[i : i + cfg.mining.cache_refresh] for i in range(0, len(order), cfg.mining.cache_refresh)]
         transform = build_train_transform(self.network, cfg.augment)
         totals: Dict[str, float] = {}
-        count = 0
+        count, refresh_seconds = 0, 0.0
         for c in range(position.chunk, len(chunks)):
             if chunk is None:
+                refresh_started = time.perf_counter()
                 chunk = mine_chunk(run, self.network, self.miner, chunks[c], generation=g,
                                    rng_key=(cfg.seed, g, epoch, c), labels=self.labels,
                                    with_difficult=self.objective.needs_difficult_positives,
                                    with_negatives=self.objective.needs_hard_negatives)
+                refresh_seconds += time.perf_counter() - refresh_started
                 position.chunk, position.step = c, 0
                 self.save(chunk)
             dataset = TupleDataset(
@@ -108,7 +114,7 @@ class Trainer:
             bar = tqdm(loader, desc=f"gen {g} epoch {epoch} chunk {c + 1}/{len(chunks)}",
                        disable=not run.progress, leave=False)
             for batch in bar:
-                values = self.step(batch.to(run.device), epoch)
+                values = self.step(batch, epoch)
                 position.step += 1
                 position.global_step += 1
                 count += 1
@@ -122,22 +128,24 @@ class Trainer:
             chunk = None
             position.step = 0
         self.scheduler.step()
-        self.end_epoch(epoch, {k: v / max(count, 1) for k, v in totals.items()}, count, started)
+        self.end_epoch(epoch, {k: v / max(count, 1) for k, v in totals.items()}, count, started, refresh_seconds)
 
-    def step(self, batch, epoch: int) -> Dict[str, float]:
-        out = self.trained(batch)
+    def step(self, batch: TupleBatch, epoch: int) -> Dict[str, float]:
+        """One optimiser step on this process's tuples of the step (on the CPU; each pass
+        is moved to the device). Returns the step's loss values, averaged over processes."""
+        self.optimizer.zero_grad(set_to_none=True)
+        local = forward_backward(self.trained, self.objective, batch, self.run.config.optim.tuples_per_pass,
+                                 self.run.device)
         # the mean over processes = the loss of the global batch; every process takes the
         # same decision on a non-finite value, so none is left waiting in a collective
-        values = {name: distributed.all_reduce_sum(float(value.detach())) / distributed.world_size()
-                  for name, value in {**out.terms, "total": out.total}.items()}
+        values = {name: distributed.all_reduce_sum(value) / distributed.world_size()
+                  for name, value in local.values.items()}
         if not np.isfinite(values["total"]):
             text = ", ".join(f"{k} {v:.4g}" for k, v in values.items())
             raise TrainingError(
                 f"non-finite loss at generation {self.generation}, epoch {epoch}, step {self.state.position.step} "
                 f"({text}); the last good checkpoint is {self.run.paths.last}"
             )
-        self.optimizer.zero_grad(set_to_none=True)
-        out.total.backward()
         if self.run.config.optim.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.objective.parameters(), self.run.config.optim.grad_clip)
         self.optimizer.step()
@@ -146,16 +154,18 @@ class Trainer:
         for name, value in values.items():
             writer.add_scalar(f"loss/{name}", value, step)
         writer.add_scalar("lr", self.optimizer.param_groups[0]["lr"], step)
-        for name, value in out.stats.items():
+        for name, value in local.stats.items():
             writer.add_scalar(f"stats/{name}", value, step)
         return values
 
-    def end_epoch(self, epoch: int, losses: Dict[str, float], steps: int, started: float) -> None:
-        """Validate, record, keep the best model, write the epoch checkpoint."""
+    def end_epoch(self, epoch: int, losses: Dict[str, float], steps: int, started: float,
+                  refresh_seconds: float) -> None:
+        """Validate, record, keep the best model, write the epoch checkpoint. The record's
+        ``seconds`` include ``refresh_seconds`` (descriptor cache and mining) and validation."""
         run, g, position, history = self.run, self.generation, self.state.position, self.state.history
         val_report, predictions = run.evaluate(self.network, run.val_split)
         record = {"generation": g, "epoch": epoch, "steps": steps, "val": run.recall(val_report),
-                  "losses": losses, "seconds": time.perf_counter() - started}
+                  "losses": losses, "seconds": time.perf_counter() - started, "refresh_seconds": refresh_seconds}
         history.epochs.append(record)
         for n, value in val_report["recall"].items():
             run.writer.add_scalar(f"val/recall@{n}", value, position.global_step)
@@ -206,6 +216,65 @@ class Trainer:
         rows = np.linspace(0, split.num_queries - 1, num=min(count, split.num_queries)).astype(int)
         grid = retrieval_grid(split, rows, predictions[rows, :5], positives, thumb=(72, 96))
         run.writer.add_image(f"retrieval/{tag}", grid, self.state.position.global_step, dataformats="HWC")
+
+
+@dataclass
+class StepLosses:
+    """One process's losses of a step: ``values`` (each term's value on the whole batch,
+    then ``total``, their weighted sum) and ``stats`` (the terms' diagnostics)."""
+
+    values: Dict[str, float]
+    stats: Dict[str, float]
+
+
+def forward_backward(
+    trained: torch.nn.Module,
+    objective: Objective,
+    batch: TupleBatch,
+    tuples_per_pass: int,
+    device: torch.device,
+) -> StepLosses:
+    """Forward and backward ``batch`` in passes of ``tuples_per_pass`` tuples (0 = all at
+    once), adding the gradients into ``.grad``; the caller zeroes them before.
+
+    Each term's value in pass p is weighted by the pass's share of the items the term
+    averages (:func:`~sfrs.training.objective.pass_shares`), so the accumulated gradients
+    and the returned values are those of the whole batch in one pass, up to rounding.
+    What does differ: batch norm in training mode in the trainable layers normalises
+    each pass with its own statistics, and moves its running statistics once per pass.
+    Under DistributedDataParallel (``trained``), gradients are synchronised once, in the
+    backward of the last pass.
+
+    Args:
+        trained: ``objective`` or its DistributedDataParallel wrapper.
+        batch: the step's tuples on this process, collated (on any device).
+    """
+    passes = split_batch(batch, tuples_per_pass)
+    shares = pass_shares(objective, passes)
+    values = {name: 0.0 for name in objective.terms}
+    values["total"] = 0.0
+    stats: Dict[str, List[tuple]] = {}
+    for p, (part, share) in enumerate(zip(passes, shares)):
+        last = p == len(passes) - 1
+        with contextlib.nullcontext() if last or not hasattr(trained, "no_sync") else trained.no_sync():
+            out = trained(part.to(device))
+            loss = out.total if len(passes) == 1 else objective.pass_total(out, share)
+            loss.backward()
+        for name, value in out.terms.items():
+            values[name] += share[name] * float(value.detach())
+        values["total"] += float(loss.detach())
+        for key, value in out.stats.items():
+            stats.setdefault(key, []).append((share.get(key.split("/", 1)[0], 1.0 / len(passes)), value))
+    return StepLosses(values=values, stats={key: _weighted_mean(pairs) for key, pairs in stats.items()})
+
+
+def _weighted_mean(pairs: List[tuple]) -> float:
+    """A term's diagnostic over the passes, weighted like the term (a pass without any
+    of the term's items, whose diagnostics are undefined, has weight 0)."""
+    weight = sum(w for w, _ in pairs)
+    if weight == 0:
+        return pairs[-1][1]
+    return sum(w * v for w, v in pairs if w > 0) / weight
 
 
 def _data_parallel(module: torch.nn.Module, device: torch.device):

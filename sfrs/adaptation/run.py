@@ -1,0 +1,231 @@
+"""``adapt(config, checkpoint, output)``: what ``sfrs-adapt`` does, reading like the method.
+
+1. open the target (two unlabelled views + the labelled splits to judge by);
+2. extract the frozen network's features once (resumable HDF5 cache);
+3. evaluate the frozen features (before);
+4. train the adapter on the cache: per step an E-step (pseudo-labels) and an M-step;
+5. evaluate the adapted features (after), save ``adapted.pt`` = frozen network + adapter,
+   ``results.json`` / ``results.md``.
+
+Output folder::
+
+    adapted.pt            the frozen model with its adapter (load_network, sfrs-eval)
+    results.json / .md    before / after per evaluation, pseudo-labels per step
+    config.yaml           the configuration
+    checkpoints/last.pt   resumable state (adapter, optimiser, step, history)
+    features/*.h5         the frozen features
+    tb/                   TensorBoard
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Union
+
+import numpy as np
+import torch
+
+from sfrs.adaptation.config import RESUMABLE_KEYS, AdaptConfig
+from sfrs.adaptation.features import FeatureCache
+from sfrs.adaptation.loop import AdaptationLoop, batch_rows, gallery_rows
+from sfrs.adaptation.metrics import evaluate_task
+from sfrs.adaptation.pseudo_labels import pseudo_labels
+from sfrs.adaptation.results import write_results
+from sfrs.adaptation.target import Target, open_target
+from sfrs.config import save_yaml, to_dict
+from sfrs.models import Adapter, GeoNet, load_network
+from sfrs.utils.hashing import fingerprint
+
+PathLike = Union[str, Path]
+#: rows per forward pass when the trained adapter encodes cached features.
+ENCODE_CHUNK = 8192
+
+
+@torch.no_grad()
+def encode(adapter: Optional[Adapter], features: np.ndarray, device: Union[str, torch.device]) -> np.ndarray:
+    """(N, D) frozen features -> (N, H) adapted descriptors (eval mode); the features
+    themselves without adapter."""
+    if adapter is None:
+        return features
+    was_training = adapter.training
+    adapter.eval()
+    try:
+        parts = [
+            adapter(torch.from_numpy(features[start:start + ENCODE_CHUNK]).to(device)).float().cpu().numpy()
+            for start in range(0, features.shape[0], ENCODE_CHUNK)
+        ]
+    finally:
+        adapter.train(was_training)
+    return np.concatenate(parts) if parts else np.zeros((0, adapter.out_dim), dtype=np.float32)
+
+
+def _evaluate(target: Target, cache: FeatureCache, adapter: Optional[Adapter], config: AdaptConfig, device) -> List[Dict[str, Any]]:
+    reports = []
+    for task in target.evaluations:
+        database = cache.load(f"{task.name} database", task.split.database_paths)
+        queries = cache.load(f"{task.name} queries", task.split.query_paths, task.query_resize)
+        reports.append(evaluate_task(
+            task, encode(adapter, database, device), encode(adapter, queries, device),
+            ns=config.recall_at, index=config.index,
+        ))
+    return reports
+
+
+@torch.no_grad()
+def _batch_labels(adapter: Optional[Adapter], features_a: np.ndarray, features_b: np.ndarray, config: AdaptConfig,
+                  target: Target, device) -> Dict[str, Any]:
+    """Pseudo-labels of the step-0 batch from the frozen (``adapter`` None) or adapted features."""
+    rows_a = batch_rows(len(features_a), config.optim.batch_size, 0, config.seed)
+    rows_b = gallery_rows(len(features_b), config.optim.gallery_size, 0, config.seed)
+    a = torch.from_numpy(encode(adapter, features_a[rows_a], device)).to(device)
+    b = torch.from_numpy(encode(adapter, features_b[rows_b], device)).to(device)
+    a, b = torch.nn.functional.normalize(a, dim=1), torch.nn.functional.normalize(b, dim=1)
+    labels = pseudo_labels(a @ b.t(), config.pseudo_labels.threshold, config.pseudo_labels.min_mutual)
+    return {
+        "mutual": labels.mutual,
+        "count": labels.count,
+        "precision": labels.precision(rows_a, rows_b, target.train_positive_test()),
+    }
+
+
+def _run_fingerprint(config: AdaptConfig, model_hash: str, train_sets: Dict[str, str]) -> str:
+    """What determines the adapter's weights: a resumed run must match it."""
+    settings = to_dict(config)
+    for key in RESUMABLE_KEYS:
+        section, _, name = key.rpartition(".")
+        (settings[section] if section else settings).pop(name)
+    return fingerprint(config=settings, model=model_hash, features=train_sets)
+
+
+def _tensorboard(folder: Path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(folder))
+
+
+def adapt(
+    config: AdaptConfig,
+    checkpoint: PathLike,
+    output: PathLike,
+    *,
+    device: Union[str, torch.device] = "cpu",
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    on_step: Optional[Callable[[Dict[str, Any]], None]] = None,
+) -> Dict[str, Any]:
+    """Adapt the network of ``checkpoint`` to ``config.data.dataset`` without labels.
+
+    A rerun with the same ``output`` resumes (features, then training, from the last
+    checkpoint) and ends with the weights of an uninterrupted run.
+
+    Returns:
+        The content of ``results.json``.
+    Raises:
+        DataError: unreadable data set or images. CheckpointError: unreadable checkpoint,
+        or ``output`` holds another adaptation. ConfigError: impossible settings.
+    """
+    started = time.perf_counter()
+    output = Path(output)
+    device = torch.device(device)
+    target = open_target(config.data)
+    model: GeoNet = load_network(checkpoint, device)
+    if model.adapter is not None:
+        log(f"{checkpoint} carries an adapter already: adapting the network without it (the new one replaces it)")
+        model.set_adapter(None)
+    model.eval()
+    log(f"model: {checkpoint} ({model.config.backbone} + {model.config.head}, {model.out_dim}-d frozen descriptors)")
+    for line in target.summary():
+        log(line)
+
+    data = config.data
+    cache = FeatureCache(model, output / "features", device=device, batch_size=data.batch_size,
+                         num_workers=data.num_workers, half=data.half, progress=progress)
+    name_a, name_b = (f"{data.split} {view}" for view in target.view_names)
+    features_a = cache.load(name_a, target.train.query_paths, target.query_resize)
+    features_b = cache.load(name_b, target.train.database_paths)
+    extracted = time.perf_counter()
+    before = _evaluate(target, cache, None, config, device)
+    frozen_labels = _batch_labels(None, features_a, features_b, config, target, device)
+
+    torch.manual_seed(config.seed)
+    adapter = Adapter(model.out_dim, config.adapter.hidden_dim, config.adapter.scale_init).to(device)
+    initial_temperature = 1.0 / float(adapter.scale)
+    writer = _tensorboard(output / "tb")
+    try:
+        loop = AdaptationLoop(
+            adapter, torch.from_numpy(features_a).to(device), torch.from_numpy(features_b).to(device), config,
+            state_path=output / "checkpoints" / "last.pt",
+            fingerprint=_run_fingerprint(config, cache.model_hash, {n: cache.fingerprints[n] for n in (name_a, name_b)}),
+            is_positive=target.train_positive_test(), writer=writer,
+        )
+        if loop.resume():
+            log(f"resuming at step {loop.step} of {config.optim.steps} from {loop.state_path}")
+        save_yaml(config, output / "config.yaml")
+        optim = config.optim
+        per_step_a = batch_rows(len(features_a), optim.batch_size, 0, config.seed).size
+        per_step_b = gallery_rows(len(features_b), optim.gallery_size, 0, config.seed).size
+        log(
+            f"adapter {adapter.in_dim} -> {adapter.hidden_dim} ({sum(p.numel() for p in adapter.parameters()):,} "
+            f"parameters); {optim.steps} steps of {per_step_a:,} {target.view_names[0]} x {per_step_b:,} "
+            f"{target.view_names[1]} rows; AdamW lr {optim.lr:g}, {optim.warmup_steps} warm-up step(s), cosine; "
+            f"frozen pseudo-labels on the first batch: {frozen_labels['count']:,}"
+            + ("" if frozen_labels["precision"] is None else f" ({100 * frozen_labels['precision']:.1f}% correct)")
+        )
+        history = loop.run(progress=progress, on_step=on_step)
+        trained = time.perf_counter()
+        adapter.eval()
+        after = _evaluate(target, cache, adapter, config, device)
+        adapted_labels = _batch_labels(adapter, features_a, features_b, config, target, device)
+        for task, b, a in zip(target.evaluations, before, after):
+            for n, value in a["recall"].items():
+                writer.add_scalar(f"eval/{task.name}/R@{n}", b["recall"][n], 0)
+                writer.add_scalar(f"eval/{task.name}/R@{n}", value, optim.steps)
+    finally:
+        writer.close()
+
+    model.set_adapter(adapter)
+    metadata = {
+        "checkpoint": str(checkpoint), "dataset": data.dataset, "split": data.split, "steps": optim.steps,
+        "temperature": 1.0 / float(adapter.scale), "config": to_dict(config),
+    }
+    model.save(output / "adapted.pt", extra={"adaptation": metadata})
+    results = {
+        "complete": True,
+        "checkpoint": str(checkpoint),
+        "adapted": str(output / "adapted.pt"),
+        "dataset": data.dataset,
+        "split": data.split,
+        "cross_view": target.cross_view,
+        "views": {
+            "a": {"name": target.view_names[0], "images": len(features_a)},
+            "b": {"name": target.view_names[1], "images": len(features_b)},
+        },
+        "dims": {"frozen": adapter.in_dim, "adapted": adapter.out_dim},
+        "steps": optim.steps,
+        "evaluations": [
+            {"name": task.name, "split": task.split.split, "protocol": task.split.protocol, "before": b, "after": a}
+            for task, b, a in zip(target.evaluations, before, after)
+        ],
+        "skipped": target.skipped,
+        "pseudo_labels": {
+            "batch": {"a": per_step_a, "b": per_step_b},
+            "frozen": frozen_labels,
+            "adapted": adapted_labels,
+            "per_step": history,
+        },
+        "temperature": {"initial": initial_temperature, "final": 1.0 / float(adapter.scale)},
+        "seconds": {
+            "features": extracted - started,
+            "adaptation": trained - extracted,
+            "total": time.perf_counter() - started,
+        },
+        "config": to_dict(config),
+    }
+    write_results(output, results)
+    for task in results["evaluations"]:
+        b, a = task["before"], task["after"]
+        recall = ", ".join(f"R@{n} {b['recall'][n]:.1f} -> {a['recall'][n]:.1f}" for n in list(a["recall"])[:2])
+        ap = "" if a["ap"] is None else f", AP {b['ap']:.1f} -> {a['ap']:.1f}"
+        log(f"{task['name']}: {recall}{ap}")
+    log(f"adapted model written to {output / 'adapted.pt'}; results in {output / 'results.md'}")
+    return results
