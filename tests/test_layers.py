@@ -1,4 +1,5 @@
-"""Layers only call downwards: cli -> reports -> training / retrieval -> models / data -> config.
+"""Layers only call downwards: cli -> reports -> training / adaptation / retrieval -> models / data
+-> config (only cli and reports may import adaptation).
 
 Every module under ``sfrs/`` is parsed (not imported) and each of its imports, including
 those inside functions, is checked against the rule of its layer.
@@ -15,10 +16,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "sfrs"
 FORBIDDEN = {
     "cli": set(),
     "reports": {"cli"},
-    "training": {"cli", "reports"},
-    "retrieval": {"cli", "reports", "training"},
-    "models": {"cli", "reports", "training", "retrieval"},
-    "data": {"cli", "reports", "training", "retrieval"},
+    "training": {"cli", "reports", "adaptation"},
+    "adaptation": {"cli", "reports", "training"},
+    "retrieval": {"cli", "reports", "training", "adaptation"},
+    "models": {"cli", "reports", "training", "retrieval", "adaptation"},
+    "data": {"cli", "reports", "training", "retrieval", "adaptation"},
 }
 #: the configuration sits below everything: it may import only these (and itself).
 CONFIG_MAY_IMPORT = {"config", "errors", "utils"}

@@ -44,6 +44,12 @@ class AdapterConfig:
     hidden_dim: int = DEFAULT_HIDDEN_DIM
     #: initial inverse temperature of the InfoNCE logits (the reference: 1 / 0.07); learnt.
     scale_init: float = DEFAULT_SCALE_INIT
+    #: how the views meet BatchNorm in training: ``joint`` (one batch of both views, whose
+    #: running statistics are then those of retrieval) or ``per_view`` (the reference: each
+    #: view normalised by its own batch statistics, so a difference of mean between the
+    #: views vanishes in training but not at retrieval, where one set of running
+    #: statistics serves both views; see docs for the measured difference).
+    batch_norm: str = "joint"
 
 
 @dataclass(frozen=True)
@@ -103,6 +109,7 @@ class AdaptConfig:
     seed: int = 0
 
 
+BATCH_NORM_MODES = ("joint", "per_view")
 #: keys that do not change the adapter's weights: a run may resume with other values.
 RESUMABLE_KEYS = ("data.eval_splits", "data.batch_size", "data.num_workers", "recall_at", "index", "checkpoint_every")
 
@@ -120,6 +127,8 @@ def validate_adapt_config(config: AdaptConfig) -> None:
     require(config.data.num_workers >= 0, "data.num_workers must be >= 0")
     require(config.adapter.hidden_dim >= 1, "adapter.hidden_dim must be at least 1")
     require(config.adapter.scale_init > 0, "adapter.scale_init must be > 0")
+    require(config.adapter.batch_norm in BATCH_NORM_MODES,
+            f"adapter.batch_norm must be {' or '.join(BATCH_NORM_MODES)}, got '{config.adapter.batch_norm}'")
     require(-1.0 <= config.pseudo_labels.threshold < 1.0, "pseudo_labels.threshold must be in [-1, 1) (a cosine similarity)")
     require(config.pseudo_labels.min_mutual >= 0, "pseudo_labels.min_mutual must be >= 0")
     require(0.0 <= config.loss.label_smoothing < 1.0, "loss.label_smoothing must be in [0, 1)")

@@ -2,7 +2,8 @@
 
 Each step draws a batch (view-A rows without replacement, epoch after epoch; every
 view-B row unless ``optim.gallery_size`` is set), encodes both views with the shared
-adapter (each view is its own BatchNorm batch, as in the reference), and then:
+adapter (in one BatchNorm batch, or one per view as the reference: ``adapter.batch_norm``),
+and then:
 
 - E-step: mutual-nearest-neighbour pseudo-labels of the batch's cosine similarities
   (:func:`~sfrs.adaptation.pseudo_labels.pseudo_labels`);
@@ -191,19 +192,27 @@ class AdaptationLoop:
             group["lr"] = lr
 
         adapter.train()
-        # Each view is its own forward pass, hence its own BatchNorm batch statistics.
-        encoded_a, encoded_b = adapter.encode(x_a), adapter.encode(x_b)
+        if config.adapter.batch_norm == "per_view":  # the reference: one BatchNorm batch per view
+            encoded_a, encoded_b = adapter.encode(x_a), adapter.encode(x_b)
+        else:
+            encoded = adapter.encode(torch.cat([x_a, x_b]))
+            encoded_a, encoded_b = encoded[: len(x_a)], encoded[len(x_a):]
         similarity = F.normalize(encoded_a, dim=1) @ F.normalize(encoded_b, dim=1).t()
         labels = pseudo_labels(similarity.detach(), config.pseudo_labels.threshold, config.pseudo_labels.min_mutual)
         scale = adapter.scale
         infonce = symmetric_info_nce(similarity, labels, scale, config.loss.label_smoothing)
-        rec_a = reconstruction_l1(F.normalize(adapter.decoder(encoded_a), dim=1), x_a)
-        rec_b = reconstruction_l1(F.normalize(adapter.decoder(encoded_b), dim=1), x_b)
+        if config.adapter.batch_norm == "per_view":
+            decoded_a, decoded_b = adapter.decoder(encoded_a), adapter.decoder(encoded_b)
+        else:
+            decoded = adapter.decoder(encoded)
+            decoded_a, decoded_b = decoded[: len(x_a)], decoded[len(x_a):]
+        rec_a = reconstruction_l1(F.normalize(decoded_a, dim=1), x_a)
+        rec_b = reconstruction_l1(F.normalize(decoded_b, dim=1), x_b)
         total = config.loss.infonce_weight * infonce + config.loss.reconstruction_weight * (rec_a + rec_b)
         if not torch.isfinite(total):
             raise AdaptationError(
-                f"step {step}: the loss is not finite (InfoNCE {float(infonce)}, reconstruction "
-                f"{float(rec_a)} / {float(rec_b)}); lower optim.lr"
+                f"step {step}: the loss is not finite (InfoNCE {infonce.item()}, reconstruction "
+                f"{rec_a.item()} / {rec_b.item()}); lower optim.lr"
             )
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
@@ -216,10 +225,10 @@ class AdaptationLoop:
             "step": step,
             "lr": lr,
             "losses": {
-                "infonce": float(infonce),
-                "reconstruction_a": float(rec_a),
-                "reconstruction_b": float(rec_b),
-                "total": float(total),
+                "infonce": infonce.item(),
+                "reconstruction_a": rec_a.item(),
+                "reconstruction_b": rec_b.item(),
+                "total": total.item(),
             },
             "mutual": labels.mutual,
             "mutual_only": labels.mutual_only,
@@ -227,7 +236,7 @@ class AdaptationLoop:
             "labels_b": int(labels.rows_b.numel()),
             "precision": precision,
             # the scale that weighted this step's logits (before the update)
-            "temperature": 1.0 / float(scale.detach()),
+            "temperature": 1.0 / scale.item(),
         }
         self.history.append(record)
         self.step += 1

@@ -88,6 +88,11 @@ def _batch_labels(adapter: Optional[Adapter], features_a: np.ndarray, features_b
     }
 
 
+def _labels_line(labels: Dict[str, Any]) -> str:
+    precision = "" if labels["precision"] is None else f" ({100 * labels['precision']:.1f}% correct)"
+    return f"{labels['count']:,}{precision}"
+
+
 def _run_fingerprint(config: AdaptConfig, model_hash: str, train_sets: Dict[str, str]) -> str:
     """What determines the adapter's weights: a resumed run must match it."""
     settings = to_dict(config)
@@ -149,7 +154,7 @@ def adapt(
 
     torch.manual_seed(config.seed)
     adapter = Adapter(model.out_dim, config.adapter.hidden_dim, config.adapter.scale_init).to(device)
-    initial_temperature = 1.0 / float(adapter.scale)
+    initial_temperature = 1.0 / adapter.scale.item()
     writer = _tensorboard(output / "tb")
     try:
         loop = AdaptationLoop(
@@ -168,8 +173,7 @@ def adapt(
             f"adapter {adapter.in_dim} -> {adapter.hidden_dim} ({sum(p.numel() for p in adapter.parameters()):,} "
             f"parameters); {optim.steps} steps of {per_step_a:,} {target.view_names[0]} x {per_step_b:,} "
             f"{target.view_names[1]} rows; AdamW lr {optim.lr:g}, {optim.warmup_steps} warm-up step(s), cosine; "
-            f"frozen pseudo-labels on the first batch: {frozen_labels['count']:,}"
-            + ("" if frozen_labels["precision"] is None else f" ({100 * frozen_labels['precision']:.1f}% correct)")
+            f"BatchNorm {config.adapter.batch_norm}; frozen pseudo-labels on the first batch: {_labels_line(frozen_labels)}"
         )
         history = loop.run(progress=progress, on_step=on_step)
         trained = time.perf_counter()
@@ -184,11 +188,10 @@ def adapt(
         writer.close()
 
     model.set_adapter(adapter)
-    metadata = {
+    model.save(output / "adapted.pt", extra={"adaptation": {
         "checkpoint": str(checkpoint), "dataset": data.dataset, "split": data.split, "steps": optim.steps,
-        "temperature": 1.0 / float(adapter.scale), "config": to_dict(config),
-    }
-    model.save(output / "adapted.pt", extra={"adaptation": metadata})
+        "temperature": 1.0 / adapter.scale.item(), "config": to_dict(config),
+    }})
     results = {
         "complete": True,
         "checkpoint": str(checkpoint),
@@ -213,7 +216,7 @@ def adapt(
             "adapted": adapted_labels,
             "per_step": history,
         },
-        "temperature": {"initial": initial_temperature, "final": 1.0 / float(adapter.scale)},
+        "temperature": {"initial": initial_temperature, "final": 1.0 / adapter.scale.item()},
         "seconds": {
             "features": extracted - started,
             "adaptation": trained - extracted,
@@ -222,10 +225,21 @@ def adapt(
         "config": to_dict(config),
     }
     write_results(output, results)
+    for line in _closing_lines(results):
+        log(line)
+    log(f"adapted model written to {output / 'adapted.pt'}; results in {output / 'results.md'}")
+    return results
+
+
+def _closing_lines(results: Dict[str, Any]) -> List[str]:
+    """Before -> after of every evaluation (R@1, R@5, AP) and of the pseudo-labels."""
+    lines = []
     for task in results["evaluations"]:
         b, a = task["before"], task["after"]
         recall = ", ".join(f"R@{n} {b['recall'][n]:.1f} -> {a['recall'][n]:.1f}" for n in list(a["recall"])[:2])
         ap = "" if a["ap"] is None else f", AP {b['ap']:.1f} -> {a['ap']:.1f}"
-        log(f"{task['name']}: {recall}{ap}")
-    log(f"adapted model written to {output / 'adapted.pt'}; results in {output / 'results.md'}")
-    return results
+        lines.append(f"{task['name']}: {recall}{ap}")
+    labels = results["pseudo_labels"]
+    lines.append(f"pseudo-labels of the first batch: {_labels_line(labels['frozen'])} from the frozen features, "
+                 f"{_labels_line(labels['adapted'])} from the adapted ones")
+    return lines

@@ -125,14 +125,13 @@ def open_target(data: TargetConfig) -> Target:
     evaluations: List[EvalTask] = []
     skipped: List[str] = []
     for split_name in data.eval_splits:
-        for direction in directions:
-            name = split_name if direction is None else f"{split_name} {direction}"
-            try:
-                split = open_dataset(spec, split_name, data.images_root, protocol=direction)
-            except DataError as exc:
-                skipped.append(f"not evaluated: {name} ({exc})")
-                continue
-            evaluations.append(_task(name, split))
+        try:
+            splits = [open_dataset(spec, split_name, data.images_root, protocol=d) for d in directions]
+        except DataError as exc:
+            skipped.append(f"not evaluated: {split_name} ({exc})")
+            continue
+        for direction, split in zip(directions, splits):
+            evaluations.append(_task(split_name if direction is None else f"{split_name} {direction}", split))
     conventions = conventions_for(train.dataset)
     return Target(
         spec=spec, cross_view=cross_view, train=train, view_names=names,

@@ -1,4 +1,5 @@
-"""``sfrs-synth``: write the procedural synthetic city in the VG folder format."""
+"""``sfrs-synth``: write the procedural synthetic city in the VG folder format, or with
+``--cross-view`` its cross-view counterpart in the University-1652 layout."""
 from __future__ import annotations
 
 from typing import Optional
@@ -12,11 +13,17 @@ from sfrs.cli.common import DEBUG_OPTION, report_errors
 @click.option("--output", type=click.Path(file_okay=False), help="Folder to write (default: the shared cache used by every command).")
 @click.option("--size", type=click.Choice(["tiny", "small", "medium"]), default="small", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--cross-view", is_flag=True,
+              help="Write satellite tiles and drone views of the city's blocks in the University-1652 layout "
+                   "(building ids as folders), for sfrs-adapt --dataset u1652:<folder>.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @DEBUG_OPTION
 @report_errors("sfrs-synth")
-def main(output: Optional[str], size: str, seed: int, no_progress: bool, debug: bool) -> None:
+def main(output: Optional[str], size: str, seed: int, cross_view: bool, no_progress: bool, debug: bool) -> None:
     """Generate the synthetic city (deterministic in --size and --seed)."""
+    if cross_view:
+        _cross_view(output, size, seed, not no_progress)
+        return
     from sfrs.data.formats.vg_folder import list_vg_splits, read_vg_split
     from sfrs.data.synthetic import ensure_synthetic, generate_city
 
@@ -27,6 +34,21 @@ def main(output: Optional[str], size: str, seed: int, no_progress: bool, debug: 
     click.echo(f"synthetic city '{size}' (seed {seed}) at {root}")
     for split in list_vg_splits(root):
         click.echo("  " + read_vg_split(root, split, name=f"synthetic:{size}").summary())
+
+
+def _cross_view(output: Optional[str], size: str, seed: int, progress: bool) -> None:
+    from sfrs.data.formats.u1652 import DIRECTIONS, read_u1652
+    from sfrs.data.synthetic.cross_view import ensure_cross_view, generate_cross_view
+
+    if output:
+        root = generate_cross_view(output, size=size, seed=seed, progress=progress)
+    else:
+        root = ensure_cross_view(size=size, seed=seed, progress=progress)
+    click.echo(f"synthetic cross-view set '{size}' (seed {seed}) at {root}  (--dataset u1652:{root})")
+    for split in ("train", "test"):
+        for direction in DIRECTIONS if split == "test" else DIRECTIONS[:1]:
+            read = read_u1652(root, split, direction)
+            click.echo(f"  {split} {direction}: {read.num_queries:,} queries, {read.num_database:,} database images")
 
 
 if __name__ == "__main__":

@@ -121,6 +121,8 @@ class OptimConfig:
     tuples_per_step: int = 4
     #: tuples through the network at once on each process; a step accumulates the
     #: gradients of its passes, which equal the whole step's (0 = all of a step at once).
+    #: Batch norm in training mode (trainable ResNet stages) normalises each pass with its
+    #: own statistics instead of the step's.
     tuples_per_pass: int = 0
     #: gradient-norm clipping (0 = off).
     grad_clip: float = 0.0

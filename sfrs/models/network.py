@@ -41,9 +41,9 @@ class GeoNet(nn.Module):
     """Global image descriptors for place recognition.
 
     ``forward(images (B,3,H,W)) -> (B, D)`` L2-normalised (PCA-whitened when a PCA is
-    attached, then adapted when an :class:`Adapter` is); ``region_descriptors(images) -> (B, 9, D_head)`` in the order of
-    :data:`REGION_NAMES` (SFRS, Ge et al., ECCV 2020), region 0 = the head's global
-    descriptor.
+    attached, then adapted when an :class:`Adapter` is); ``region_descriptors(images) ->
+    (B, 9, D_head)`` in the order of :data:`REGION_NAMES` (SFRS, Ge et al., ECCV 2020),
+    region 0 = the head's global descriptor.
     """
 
     def __init__(self, config: ModelConfig, load_pretrained: bool = True) -> None:

@@ -124,7 +124,7 @@ def test_register_format__rejects_a_duplicate_name_and_an_unknown_position():
         register_format(PLACES, before="nope")
     with pytest.raises(ValueError, match="no data set format named 'nope'"):
         unregister_format("nope")
-    assert [f.name for f in registered_formats()] == ["synthetic", "msls", "vg", "mat"]
+    assert [f.name for f in registered_formats()] == ["synthetic", "msls", "u1652", "vg", "mat"]
 
 
 # -- detection order of the built-in formats ---------------------------------------------------

@@ -25,7 +25,7 @@ def plain_forward(backbone, images):
 def loss_of(backbone, head, features, seed=1):
     generator = torch.Generator().manual_seed(seed)
     regions = head.regions(features)
-    return (regions * torch.randn(regions.shape, generator=generator)).sum()
+    return (regions * torch.randn(regions.shape, generator=generator, dtype=regions.dtype)).sum()
 
 
 def grads(*modules):
@@ -34,24 +34,26 @@ def grads(*modules):
 
 
 def pair(name, trainable="default", **options):
-    """A backbone + NetVLAD head with the given memory options and a plain copy of both."""
+    """A backbone + NetVLAD head with the given memory options and a plain copy of both, in
+    float64: a ReLU flipped by float32 rounding would move a gradient by more than rounding."""
     torch.manual_seed(0)
-    backbone = build_backbone(name, trainable=trainable, **options).train()
-    head = build_head("netvlad", dim=backbone.out_channels, clusters=4).train()
+    backbone = build_backbone(name, trainable=trainable, **options).double().train()
+    head = build_head("netvlad", dim=backbone.out_channels, clusters=4).double().train()
     return (backbone, head), (copy.deepcopy(backbone), copy.deepcopy(head))
 
 
-def assert_close(got, want, what, tolerance=1e-4):
-    """Equal up to float32 rounding: max |difference| within ``tolerance`` x max |want|
+def assert_close(got, want, what, tolerance=1e-10):
+    """Equal up to float64 rounding: max |difference| within ``tolerance`` x max |want|
     (convolutions on a chunk of a batch may sum in another order)."""
+    got, want = got.detach(), want.detach()
     scale = float(want.abs().max()) if want.numel() else 0.0
     error = float((got - want).abs().max()) if want.numel() else 0.0
     assert error <= tolerance * scale + 1e-12, f"{what}: max abs difference {error:.3g} at scale {scale:.3g}"
 
 
-def assert_same_step(options, name, trainable="default", batch=5, size=(64, 80)):
+def assert_same_step(options, name, trainable="default", batch=4, size=(64, 64)):
     (backbone, head), (reference, reference_head) = pair(name, trainable, **options)
-    images = torch.randn(batch, 3, *size, generator=torch.Generator().manual_seed(2))
+    images = torch.randn(batch, 3, *size, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     features = backbone(images)
     expected = plain_forward(reference, images)
     assert_close(features, expected, "features")
@@ -66,14 +68,13 @@ def assert_same_step(options, name, trainable="default", batch=5, size=(64, 80))
         assert_close(backbone.state_dict()[key].double(), value.double(), key)
 
 
-@pytest.mark.parametrize("chunk", [1, 2, 0])
-@pytest.mark.parametrize("name", ["vgg16", "resnet18_conv4", "resnet18_conv5"])
+@pytest.mark.parametrize("name, chunk", [("vgg16", 1), ("vgg16", 0), ("resnet18_conv4", 2), ("resnet18_conv5", 1)])
 def test_frozen_chunks__same_features_gradients_and_statistics_as_the_whole_batch(name, chunk):
     assert_same_step({"frozen_chunk": chunk}, name)
 
 
 @pytest.mark.parametrize("name, trainable", [("vgg16", "default"), ("vgg16", "all"), ("resnet18_conv4", "all"),
-                                             ("resnet18_conv5", "default"), ("small", "default")])
+                                             ("small", "default")])
 def test_checkpoint_activations__same_gradients_and_running_statistics_updated_once(name, trainable):
     assert_same_step({"checkpoint_activations": True, "frozen_chunk": 2}, name, trainable=trainable)
 
@@ -104,7 +105,8 @@ def test_frozen_prefix__stops_at_batch_norm_using_batch_statistics():
 
 def batch_sizes_seen(backbone, images):
     sizes = []
-    handle = backbone.stages()[0].register_forward_hook(lambda m, i, o: sizes.append(i[0].shape[0]))
+    first_layer = backbone.stages()[0][0]  # the stages are slices sharing the backbone's layers
+    handle = first_layer.register_forward_hook(lambda m, i, o: sizes.append(i[0].shape[0]))
     try:
         out = backbone(images)
     finally:

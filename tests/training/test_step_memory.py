@@ -77,8 +77,8 @@ def whole_batch(objective, batch):
     objective.zero_grad(set_to_none=True)
     out = objective(batch)
     out.total.backward()
-    values = {name: float(value) for name, value in out.terms.items()}
-    values["total"] = float(out.total)
+    values = {name: float(value.detach()) for name, value in out.terms.items()}
+    values["total"] = float(out.total.detach())
     return values, {n: p.grad.clone() for n, p in objective.named_parameters() if p.grad is not None}
 
 
@@ -157,12 +157,14 @@ def test_passes__diagnostics_are_weighted_like_their_term():
 
 
 def test_real_network__chunked_frozen_layers_and_passes_equal_the_whole_batch():
-    """VGG16 (frozen conv1..conv4) + NetVLAD on 32x32 images, float32."""
+    """VGG16 (frozen conv1..conv4) + NetVLAD on 32x32 images, in float64: NetVLAD's
+    centroid gradient is a sum with much cancellation, float32 rounding shows in it."""
     config = ModelConfig(backbone="vgg16", input_size=(32, 32), head_options={"clusters": 4})
     torch.manual_seed(0)
-    network = build_network(config)
-    images = lambda count: torch.randn(count, 3, 32, 32, generator=torch.Generator().manual_seed(3))  # noqa: E731
-    batch = tuple_batch(images, dtype=torch.float32)
+    network = build_network(config).double()
+    generator = torch.Generator().manual_seed(3)
+    images = lambda count: torch.randn(count, 3, 32, 32, generator=generator, dtype=torch.float64)  # noqa: E731
+    batch = tuple_batch(images)
     schedule = GenerationConfig(soft_weight=0.5, teacher_temperature=0.06)
     objectives = []
     for chunk in (batch.images.shape[0], 1):
@@ -173,11 +175,11 @@ def test_real_network__chunked_frozen_layers_and_passes_equal_the_whole_batch():
     values, expected = whole_batch(objectives[0], batch)
     losses, got = in_passes(objectives[1], batch, 2)
     for name, value in values.items():
-        assert losses.values[name] == pytest.approx(value, rel=1e-5), name
-    assert expected.keys() == got.keys() and len(expected) == 5  # conv5_1..3 (+bias) ... and the head
+        assert losses.values[name] == pytest.approx(value, rel=1e-12), name
+    assert expected.keys() == got.keys() and len(expected) == 8  # conv5_1..conv5_3 + biases, centroids, assignment
     for name in expected:
         scale = float(expected[name].abs().max())
-        assert float((got[name] - expected[name]).abs().max()) <= 1e-4 * scale, name
+        assert float((got[name] - expected[name]).abs().max()) <= 1e-10 * scale, name
 
 
 def test_term_relating_the_tuples__refuses_passes():
@@ -261,7 +263,7 @@ def test_trainer_step__passes_update_the_weights_as_the_whole_batch():
         for name, value in expected.items():
             assert got[name] == pytest.approx(value, rel=1e-5), name
     for (name, a), (_, b) in zip(whole.objective.named_parameters(), passes.objective.named_parameters()):
-        assert float((a - b).abs().max()) <= 1e-5 * float(a.abs().max()), name
+        assert float((a - b).detach().abs().max()) <= 1e-5 * float(a.detach().abs().max()), name
     logged = passes.run.writer.scalars
     assert logged["loss/total"] == pytest.approx(whole.run.writer.scalars["loss/total"], rel=1e-5)
 
@@ -318,13 +320,13 @@ def test_tuples_per_pass__validated():
 
 
 def test_training_in_passes__resumes_bit_exactly(tmp_path_factory, private_cache):
-    config = load_config(overrides=TINY_TRAINING + ["optim.tuples_per_pass=2", "model.frozen_chunk=3"],
-                         generations=2, epochs=1)
+    # 2 steps per epoch, a checkpoint after each: the run stops mid-chunk in generation 1
+    short = ["train.queries_per_epoch=8", "train.checkpoint_every=1", "optim.tuples_per_pass=2", "model.frozen_chunk=3"]
+    config = load_config(overrides=TINY_TRAINING + short, generations=2, epochs=1)
     reference_dir, resumed_dir = tmp_path_factory.mktemp("passes"), tmp_path_factory.mktemp("passes_resumed")
     reference = run(config, reference_dir)
-    for stop in (3, 3):
-        with pytest.raises(Interrupted):
-            run(config, resumed_dir, stop_after=stop)
+    with pytest.raises(Interrupted):
+        run(config, resumed_dir, stop_after=3)
     resumed = run(config, resumed_dir)
     assert [(g["val"], g["test"]) for g in reference["generations"]] == \
         [(g["val"], g["test"]) for g in resumed["generations"]]

@@ -102,7 +102,7 @@ def test_reconstruction_l1__matches_float64_formula_through_the_adapter():
     decoded = batch_norm_train(hidden @ p["decoder.0.weight"].T + p["decoder.0.bias"], p["decoder.1.weight"], p["decoder.1.bias"])
     decoded /= np.linalg.norm(decoded, axis=1, keepdims=True)
     expected = np.abs(decoded - xn).sum() / xn.size
-    assert float(got) == pytest.approx(expected, rel=1e-12)
+    assert got.item() == pytest.approx(expected, rel=1e-12)
 
     # the retrieval descriptor is L2norm(encoder(x)), in eval mode with the running statistics
     adapter.eval()
