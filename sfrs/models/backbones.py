@@ -46,8 +46,7 @@ on the whole batch.
 from __future__ import annotations
 
 import contextlib
-import os
-from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torchvision
@@ -55,6 +54,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from sfrs.errors import CheckpointError, ConfigError
+from sfrs.models.weights import fetch_imagenet_state_dict, load_backbone_state_dict, read_state_dict
 
 IMAGENET_MEAN: Tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: Tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -62,7 +62,6 @@ IMAGENET_STD: Tuple[float, float, float] = (0.229, 0.224, 0.225)
 PRETRAINED_MODES = ("imagenet", "none")  # anything else is a path to a local state dict
 TRAINABLE_MODES = ("default", "all", "none")
 
-_MAX_KEYS_IN_MESSAGE = 3
 
 #: ``frozen_chunk: 0``: as many images per chunk of the frozen blocks as keep their
 #: largest single activation (measured on the batch's first image) within this many
@@ -433,88 +432,16 @@ def build_backbone(
                 f"backbone '{name}' has no ImageNet weights; use --pretrained none "
                 "or the path of a local state dict"
             )
-        state = _fetch_imagenet_state_dict(weights_name)
+        state = fetch_imagenet_state_dict(weights_name)
         backbone = constructor()
         load_backbone_state_dict(backbone, state, source=f"ImageNet weights {weights_name}")
     elif pretrained == "none":
         backbone = constructor()
     else:
-        state = _read_state_dict(pretrained)
+        state = read_state_dict(pretrained)
         backbone = constructor()
         load_backbone_state_dict(backbone, state, source=f"checkpoint {pretrained}")
     backbone.set_trainable(trainable)
     backbone.frozen_chunk = frozen_chunk
     backbone.checkpoint_activations = bool(checkpoint_activations)
     return backbone
-
-
-def load_backbone_state_dict(backbone: Backbone, state: Mapping[str, torch.Tensor], source: str) -> None:
-    """Strictly load ``state`` into ``backbone``.
-
-    Every key of ``backbone.state_dict()`` must be present with the same shape; extra keys
-    are allowed only if they belong to the full torchvision model the backbone is cut
-    from. On mismatch raises :class:`CheckpointError` naming ``source`` and the first
-    missing / unexpected / mis-shaped keys.
-    """
-    if not isinstance(state, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
-    ):
-        raise CheckpointError(
-            f"{source} is not a state dict (a mapping of parameter names to tensors) "
-            f"for backbone '{backbone.name}'"
-        )
-    own = backbone.state_dict()
-    allowed = set(backbone.reference_state_dict_keys()) | set(own)
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in allowed]
-    misshaped = [
-        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
-        for k in own
-        if k in state and state[k].shape != own[k].shape
-    ]
-    problems = []
-    for label, keys in (("missing keys", missing), ("unexpected keys", unexpected),
-                        ("shape mismatch", misshaped)):
-        if keys:
-            shown = ", ".join(keys[:_MAX_KEYS_IN_MESSAGE])
-            more = f", ... ({len(keys)} in all)" if len(keys) > _MAX_KEYS_IN_MESSAGE else ""
-            problems.append(f"{label} {shown}{more}")
-    if problems:
-        raise CheckpointError(
-            f"{source} does not match backbone '{backbone.name}': {'; '.join(problems)}; "
-            f"expected a torchvision full-model state dict or a state dict of the "
-            f"truncated '{backbone.name}' backbone"
-        )
-    backbone.load_state_dict({k: state[k] for k in own}, strict=True)
-
-
-def _read_state_dict(path: str) -> Mapping[str, torch.Tensor]:
-    if not os.path.isfile(path):
-        raise CheckpointError(
-            f"pretrained weights file {path} does not exist "
-            "(--pretrained takes 'imagenet', 'none' or the path of a local state dict)"
-        )
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file becomes one clear line
-        raise CheckpointError(
-            f"cannot read pretrained weights file {path}: {_one_line(exc)}"
-        ) from exc
-
-
-def _fetch_imagenet_state_dict(weights_name: str) -> Mapping[str, torch.Tensor]:
-    enum_name, member = weights_name.split(".")
-    weights = getattr(torchvision.models, enum_name)[member]
-    try:
-        return weights.get_state_dict(progress=False, check_hash=True)
-    except Exception as exc:  # noqa: BLE001 - offline, proxy, corrupt cache, ...
-        raise CheckpointError(
-            f"could not fetch ImageNet weights {weights_name} from {weights.url} "
-            f"({_one_line(exc)}); use --pretrained none, or download that file where "
-            "there is internet and pass its local path as --pretrained"
-        ) from exc
-
-
-def _one_line(exc: BaseException, limit: int = 200) -> str:
-    text = " ".join(f"{type(exc).__name__}: {exc}".split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
