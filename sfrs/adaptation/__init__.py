@@ -27,7 +27,7 @@ from sfrs.adaptation.features import FeatureCache
 from sfrs.adaptation.loop import AdaptationError, AdaptationLoop, batch_rows, gallery_rows, lr_at
 from sfrs.adaptation.losses import reconstruction_l1, symmetric_info_nce
 from sfrs.adaptation.metrics import average_precision, evaluate_task, mean_average_precision
-from sfrs.adaptation.pseudo_labels import PseudoLabels, pseudo_labels
+from sfrs.adaptation.pseudo_labels import PseudoLabels, pseudo_labels, restrict_to_batch, whole_set_pseudo_labels
 from sfrs.adaptation.run import adapt
 from sfrs.adaptation.target import EvalTask, Target, open_target
 from sfrs.models import Adapter
@@ -49,6 +49,8 @@ __all__ = [
     "FeatureCache",
     "pseudo_labels",
     "PseudoLabels",
+    "whole_set_pseudo_labels",
+    "restrict_to_batch",
     "symmetric_info_nce",
     "reconstruction_l1",
     "AdaptationLoop",

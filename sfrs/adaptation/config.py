@@ -54,8 +54,16 @@ class AdapterConfig:
 
 @dataclass(frozen=True)
 class PseudoLabelConfig:
-    """E-step: hard pseudo-labels from mutual nearest neighbours of the batch."""
+    """E-step: hard pseudo-labels from mutual nearest neighbours."""
 
+    #: where nearest neighbours are searched: ``batch`` (the reference: the step's batch, in
+    #: training-mode features) or ``whole_set`` (every row of both views, faiss, BatchNorm
+    #: by the set's statistics; the batch keeps the labels that fall inside it). Mutual
+    #: nearest neighbours pair each view-B row with at most one view-A row: over the whole
+    #: set a satellite tile with 50 drone views labels one of them, inside a batch each
+    #: batch labels its own, which is why ``batch`` trains better where view A holds many
+    #: images per view-B image (measured in docs/experiments.md).
+    scope: str = "batch"
     #: a row's best cosine similarity must exceed this to give a pseudo-label.
     threshold: float = 0.1
     #: mutual nearest neighbours are kept only when more than this many exist in the batch;
@@ -110,6 +118,7 @@ class AdaptConfig:
 
 
 BATCH_NORM_MODES = ("joint", "per_view")
+PSEUDO_LABEL_SCOPES = ("batch", "whole_set")
 #: keys that do not change the adapter's weights: a run may resume with other values.
 RESUMABLE_KEYS = ("data.eval_splits", "data.batch_size", "data.num_workers", "recall_at", "index", "checkpoint_every")
 
@@ -129,6 +138,8 @@ def validate_adapt_config(config: AdaptConfig) -> None:
     require(config.adapter.scale_init > 0, "adapter.scale_init must be > 0")
     require(config.adapter.batch_norm in BATCH_NORM_MODES,
             f"adapter.batch_norm must be {' or '.join(BATCH_NORM_MODES)}, got '{config.adapter.batch_norm}'")
+    require(config.pseudo_labels.scope in PSEUDO_LABEL_SCOPES,
+            f"pseudo_labels.scope must be {' or '.join(PSEUDO_LABEL_SCOPES)}, got '{config.pseudo_labels.scope}'")
     require(-1.0 <= config.pseudo_labels.threshold < 1.0, "pseudo_labels.threshold must be in [-1, 1) (a cosine similarity)")
     require(config.pseudo_labels.min_mutual >= 0, "pseudo_labels.min_mutual must be >= 0")
     require(0.0 <= config.loss.label_smoothing < 1.0, "loss.label_smoothing must be in [0, 1)")

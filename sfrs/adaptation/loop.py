@@ -5,8 +5,9 @@ view-B row unless ``optim.gallery_size`` is set), encodes both views with the sh
 adapter (in one BatchNorm batch, or one per view as the reference: ``adapter.batch_norm``),
 and then:
 
-- E-step: mutual-nearest-neighbour pseudo-labels of the batch's cosine similarities
-  (:func:`~sfrs.adaptation.pseudo_labels.pseudo_labels`);
+- E-step: mutual-nearest-neighbour pseudo-labels among the batch's rows (``pseudo_labels.scope:
+  batch``, the reference) or searched over the whole target set (``whole_set``; the labels
+  inside the batch are kept);
 - M-step: ``w_nce * InfoNCE + w_rec * (rec(A) + rec(B))`` minimised by one AdamW step
   (linear warm-up, cosine decay, gradient values clipped).
 
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -28,7 +29,7 @@ from torch import Tensor
 
 from sfrs.adaptation.config import AdaptConfig
 from sfrs.adaptation.losses import reconstruction_l1, symmetric_info_nce
-from sfrs.adaptation.pseudo_labels import pseudo_labels
+from sfrs.adaptation.pseudo_labels import PseudoLabels, pseudo_labels, restrict_to_batch, whole_set_pseudo_labels
 from sfrs.errors import CheckpointError, ConfigError, SfrsError
 from sfrs.models import Adapter
 from sfrs.utils.io import atomic_torch_save
@@ -39,6 +40,8 @@ STATE_VERSION = 1
 _VIEW_A, _VIEW_B = 1, 2
 
 PositiveTest = Callable[[np.ndarray, np.ndarray], np.ndarray]
+#: rows per forward pass when the adapter encodes cached features without gradients.
+ENCODE_CHUNK = 8192
 
 
 class AdaptationError(SfrsError):
@@ -56,6 +59,19 @@ def lr_at(step: int, steps: int, base: float, warmup: int) -> float:
         return base * (step + 1) / (warmup + 1)
     progress = (step - warmup) / max(1, steps - warmup)
     return base * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+@torch.no_grad()
+def encode_rows(adapter: Adapter, features: Tensor) -> Tensor:
+    """(N, D) frozen features -> (N, H) adapted descriptors in eval mode (as retrieval sees
+    them), in chunks; the adapter's train/eval mode is restored."""
+    was_training = adapter.training
+    adapter.eval()
+    try:
+        parts = [adapter(features[start:start + ENCODE_CHUNK]) for start in range(0, features.shape[0], ENCODE_CHUNK)]
+    finally:
+        adapter.train(was_training)
+    return torch.cat(parts) if parts else features.new_zeros((0, adapter.out_dim))
 
 
 def _rng(seed: int, *keys: int) -> np.random.Generator:
@@ -198,7 +214,7 @@ class AdaptationLoop:
             encoded = adapter.encode(torch.cat([x_a, x_b]))
             encoded_a, encoded_b = encoded[: len(x_a)], encoded[len(x_a):]
         similarity = F.normalize(encoded_a, dim=1) @ F.normalize(encoded_b, dim=1).t()
-        labels = pseudo_labels(similarity.detach(), config.pseudo_labels.threshold, config.pseudo_labels.min_mutual)
+        labels, whole_set = self._e_step(similarity.detach(), rows_a, rows_b)
         scale = adapter.scale
         infonce = symmetric_info_nce(similarity, labels, scale, config.loss.label_smoothing)
         if config.adapter.batch_norm == "per_view":
@@ -221,6 +237,14 @@ class AdaptationLoop:
         self.optimizer.step()
 
         precision = labels.precision(rows_a, rows_b, self.is_positive) if self.is_positive is not None else None
+        if whole_set is not None:
+            all_a, all_b = np.arange(self.features_a.shape[0]), np.arange(self.features_b.shape[0])
+            whole_set_record = {
+                "count": whole_set.count,
+                "precision": whole_set.precision(all_a, all_b, self.is_positive) if self.is_positive is not None else None,
+            }
+        else:
+            whole_set_record = None
         record = {
             "step": step,
             "lr": lr,
@@ -235,6 +259,7 @@ class AdaptationLoop:
             "labels_a": int(labels.rows_a.numel()),
             "labels_b": int(labels.rows_b.numel()),
             "precision": precision,
+            "whole_set": whole_set_record,
             # the scale that weighted this step's logits (before the update)
             "temperature": 1.0 / scale.item(),
         }
@@ -242,6 +267,40 @@ class AdaptationLoop:
         self.step += 1
         self._log(record)
         return record
+
+    def _e_step(
+        self, similarity: Tensor, rows_a: np.ndarray, rows_b: np.ndarray
+    ) -> Tuple[PseudoLabels, Optional[PseudoLabels]]:
+        """The batch's labels (batch positions) and, scope ``whole_set``, those of the whole set."""
+        settings = self.config.pseudo_labels
+        if settings.scope == "batch":
+            return pseudo_labels(similarity, settings.threshold, settings.min_mutual), None
+        set_a, set_b = self._whole_set_features()
+        everything = whole_set_pseudo_labels(set_a, set_b, settings.threshold, settings.min_mutual)
+        batch = restrict_to_batch(everything, rows_a, rows_b, self.features_a.shape[0], self.features_b.shape[0],
+                                  device=similarity.device)
+        return batch, everything
+
+    @torch.no_grad()
+    def _whole_set_features(self) -> Tuple[np.ndarray, np.ndarray]:
+        """Both views encoded as a training batch would be, with the whole set as the batch:
+        BatchNorm normalises by the set's statistics (joint, or per view as configured),
+        not by running statistics, which lag behind the first steps."""
+        linear, norm = self.adapter.encoder
+        projected = [
+            torch.cat([linear(x[start:start + ENCODE_CHUNK]) for start in range(0, x.shape[0], ENCODE_CHUNK)])
+            for x in (self.features_a, self.features_b)
+        ]
+
+        def normalised(z: Tensor) -> Tensor:
+            return F.batch_norm(z, None, None, norm.weight, norm.bias, training=True, eps=norm.eps)
+
+        if self.config.adapter.batch_norm == "per_view":
+            encoded = [normalised(z) for z in projected]
+        else:
+            joint = normalised(torch.cat(projected))
+            encoded = [joint[: projected[0].shape[0]], joint[projected[0].shape[0]:]]
+        return tuple(F.normalize(z, dim=1).float().cpu().numpy() for z in encoded)
 
     def _log(self, record: Dict[str, Any]) -> None:
         if self.writer is None:
@@ -253,6 +312,11 @@ class AdaptationLoop:
         self.writer.add_scalar("pseudo_labels/mutual_pairs", record["mutual"], step)
         if record["precision"] is not None:
             self.writer.add_scalar("pseudo_labels/precision", 100.0 * record["precision"], step)
+        whole_set = record["whole_set"]
+        if whole_set is not None:
+            self.writer.add_scalar("pseudo_labels/whole_set_count", whole_set["count"], step)
+            if whole_set["precision"] is not None:
+                self.writer.add_scalar("pseudo_labels/whole_set_precision", 100.0 * whole_set["precision"], step)
         self.writer.add_scalar("temperature", record["temperature"], step)
         self.writer.add_scalar("lr", record["lr"], step)
 

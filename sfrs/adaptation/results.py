@@ -37,13 +37,17 @@ def _precision(value: Optional[float]) -> str:
 def step_table(history: List[Dict[str, Any]]) -> List[str]:
     """Markdown rows: one per step (pseudo-labels, losses, temperature, learning rate)."""
     lines = [
-        "| step | lr | mutual pairs | labels A->B | labels B->A | precision (%) | InfoNCE | rec A | rec B | total | temperature |",
-        "|" + "---|" * 11,
+        "| step | lr | mutual pairs | whole-set labels | whole-set precision (%) | batch labels A->B | "
+        "batch labels B->A | batch precision (%) | InfoNCE | rec A | rec B | total | temperature |",
+        "|" + "---|" * 13,
     ]
     for r in history:
         losses = r["losses"]
+        whole_set = r.get("whole_set") or {"count": None, "precision": None}
+        count = "-" if whole_set["count"] is None else f"{whole_set['count']:,}"
         lines.append(
             f"| {r['step']} | {r['lr']:.2e} | {r['mutual']}{'' if r['mutual_only'] else ' (all rows)'} | "
+            f"{count} | {_precision(whole_set['precision'])} | "
             f"{r['labels_a']} | {r['labels_b']} | {_precision(r['precision'])} | {losses['infonce']:.4f} | "
             f"{losses['reconstruction_a']:.4f} | {losses['reconstruction_b']:.4f} | {losses['total']:.4f} | "
             f"{r['temperature']:.4f} |"
@@ -85,8 +89,11 @@ def write_results(output: Path, results: Dict[str, Any]) -> None:
         "",
         "## Pseudo-labels",
         "",
-        f"On the batch of step 0 ({batch['batch']['a']:,} x {batch['batch']['b']:,} rows), threshold "
-        f"{results['config']['pseudo_labels']['threshold']}:",
+        (f"Over the whole training set ({views['a']['images']:,} x {views['b']['images']:,} rows)"
+         if batch["frozen"].get("scope") == "whole_set" else
+         f"On the batch of step 0 ({batch['batch']['a']:,} x {batch['batch']['b']:,} rows)")
+        + f", threshold {results['config']['pseudo_labels']['threshold']}; the E-step searches "
+        + ("the whole set" if batch["frozen"].get("scope") == "whole_set" else "each batch") + ":",
         _batch_line("frozen features", batch["frozen"]),
         _batch_line("adapted features", batch["adapted"]),
         "",

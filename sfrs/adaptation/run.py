@@ -27,9 +27,9 @@ import torch
 
 from sfrs.adaptation.config import RESUMABLE_KEYS, AdaptConfig
 from sfrs.adaptation.features import FeatureCache
-from sfrs.adaptation.loop import AdaptationLoop, batch_rows, gallery_rows
+from sfrs.adaptation.loop import AdaptationLoop, batch_rows, encode_rows, gallery_rows
 from sfrs.adaptation.metrics import evaluate_task
-from sfrs.adaptation.pseudo_labels import pseudo_labels
+from sfrs.adaptation.pseudo_labels import whole_set_pseudo_labels
 from sfrs.adaptation.results import write_results
 from sfrs.adaptation.target import Target, open_target
 from sfrs.config import save_yaml, to_dict
@@ -37,26 +37,14 @@ from sfrs.models import Adapter, GeoNet, load_network
 from sfrs.utils.hashing import fingerprint
 
 PathLike = Union[str, Path]
-#: rows per forward pass when the trained adapter encodes cached features.
-ENCODE_CHUNK = 8192
 
 
-@torch.no_grad()
 def encode(adapter: Optional[Adapter], features: np.ndarray, device: Union[str, torch.device]) -> np.ndarray:
     """(N, D) frozen features -> (N, H) adapted descriptors (eval mode); the features
     themselves without adapter."""
     if adapter is None:
         return features
-    was_training = adapter.training
-    adapter.eval()
-    try:
-        parts = [
-            adapter(torch.from_numpy(features[start:start + ENCODE_CHUNK]).to(device)).float().cpu().numpy()
-            for start in range(0, features.shape[0], ENCODE_CHUNK)
-        ]
-    finally:
-        adapter.train(was_training)
-    return np.concatenate(parts) if parts else np.zeros((0, adapter.out_dim), dtype=np.float32)
+    return encode_rows(adapter, torch.from_numpy(features).to(device)).float().cpu().numpy()
 
 
 def _evaluate(target: Target, cache: FeatureCache, adapter: Optional[Adapter], config: AdaptConfig, device) -> List[Dict[str, Any]]:
@@ -72,20 +60,29 @@ def _evaluate(target: Target, cache: FeatureCache, adapter: Optional[Adapter], c
 
 
 @torch.no_grad()
-def _batch_labels(adapter: Optional[Adapter], features_a: np.ndarray, features_b: np.ndarray, config: AdaptConfig,
-                  target: Target, device) -> Dict[str, Any]:
-    """Pseudo-labels of the step-0 batch from the frozen (``adapter`` None) or adapted features."""
-    rows_a = batch_rows(len(features_a), config.optim.batch_size, 0, config.seed)
-    rows_b = gallery_rows(len(features_b), config.optim.gallery_size, 0, config.seed)
-    a = torch.from_numpy(encode(adapter, features_a[rows_a], device)).to(device)
-    b = torch.from_numpy(encode(adapter, features_b[rows_b], device)).to(device)
-    a, b = torch.nn.functional.normalize(a, dim=1), torch.nn.functional.normalize(b, dim=1)
-    labels = pseudo_labels(a @ b.t(), config.pseudo_labels.threshold, config.pseudo_labels.min_mutual)
+def _labels_of(adapter: Optional[Adapter], features_a: np.ndarray, features_b: np.ndarray, config: AdaptConfig,
+               target: Target, device) -> Dict[str, Any]:
+    """Pseudo-labels from the frozen (``adapter`` None) or adapted features, where the
+    E-step looks for them: the whole set, or (scope ``batch``) the step-0 batch."""
+    if config.pseudo_labels.scope == "whole_set":
+        rows_a, rows_b = np.arange(len(features_a)), np.arange(len(features_b))
+    else:
+        rows_a = batch_rows(len(features_a), config.optim.batch_size, 0, config.seed)
+        rows_b = gallery_rows(len(features_b), config.optim.gallery_size, 0, config.seed)
+    a, b = encode(adapter, features_a[rows_a], device), encode(adapter, features_b[rows_b], device)
+    a, b = (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12) for x in (a, b))
+    labels = whole_set_pseudo_labels(a, b, config.pseudo_labels.threshold, config.pseudo_labels.min_mutual)
     return {
+        "scope": config.pseudo_labels.scope,
         "mutual": labels.mutual,
         "count": labels.count,
         "precision": labels.precision(rows_a, rows_b, target.train_positive_test()),
     }
+
+
+def _scope_words(config) -> str:
+    scope = config["pseudo_labels"]["scope"] if isinstance(config, dict) else config.pseudo_labels.scope
+    return "whole set" if scope == "whole_set" else "first batch"
 
 
 def _labels_line(labels: Dict[str, Any]) -> str:
@@ -150,7 +147,7 @@ def adapt(
     features_b = cache.load(name_b, target.train.database_paths)
     extracted = time.perf_counter()
     before = _evaluate(target, cache, None, config, device)
-    frozen_labels = _batch_labels(None, features_a, features_b, config, target, device)
+    frozen_labels = _labels_of(None, features_a, features_b, config, target, device)
 
     torch.manual_seed(config.seed)
     adapter = Adapter(model.out_dim, config.adapter.hidden_dim, config.adapter.scale_init).to(device)
@@ -173,13 +170,13 @@ def adapt(
             f"adapter {adapter.in_dim} -> {adapter.hidden_dim} ({sum(p.numel() for p in adapter.parameters()):,} "
             f"parameters); {optim.steps} steps of {per_step_a:,} {target.view_names[0]} x {per_step_b:,} "
             f"{target.view_names[1]} rows; AdamW lr {optim.lr:g}, {optim.warmup_steps} warm-up step(s), cosine; "
-            f"BatchNorm {config.adapter.batch_norm}; frozen pseudo-labels on the first batch: {_labels_line(frozen_labels)}"
+            f"BatchNorm {config.adapter.batch_norm}; frozen pseudo-labels ({_scope_words(config)}): {_labels_line(frozen_labels)}"
         )
         history = loop.run(progress=progress, on_step=on_step)
         trained = time.perf_counter()
         adapter.eval()
         after = _evaluate(target, cache, adapter, config, device)
-        adapted_labels = _batch_labels(adapter, features_a, features_b, config, target, device)
+        adapted_labels = _labels_of(adapter, features_a, features_b, config, target, device)
         for task, b, a in zip(target.evaluations, before, after):
             for n, value in a["recall"].items():
                 writer.add_scalar(f"eval/{task.name}/R@{n}", b["recall"][n], 0)
@@ -240,6 +237,6 @@ def _closing_lines(results: Dict[str, Any]) -> List[str]:
         ap = "" if a["ap"] is None else f", AP {b['ap']:.1f} -> {a['ap']:.1f}"
         lines.append(f"{task['name']}: {recall}{ap}")
     labels = results["pseudo_labels"]
-    lines.append(f"pseudo-labels of the first batch: {_labels_line(labels['frozen'])} from the frozen features, "
+    lines.append(f"pseudo-labels ({_scope_words(results['config'])}): {_labels_line(labels['frozen'])} from the frozen features, "
                  f"{_labels_line(labels['adapted'])} from the adapted ones")
     return lines

@@ -154,3 +154,38 @@ def test_sigkill_then_rerun__ends_with_the_uninterrupted_adapter(cross_view_root
     ra = json.loads((reference / "results.json").read_text())
     rb = json.loads((killed / "results.json").read_text())
     assert ra["evaluations"] == rb["evaluations"] and ra["pseudo_labels"]["per_step"] == rb["pseudo_labels"]["per_step"]
+
+
+@pytest.mark.parametrize("scope", ["batch", "whole_set"])
+def test_scrambled_ground_truth__gives_the_same_adapter(tiny_city_root, tiny_checkpoint, tmp_path, monkeypatch, scope):
+    """Training never reads coordinates: scrambling them changes the measured pseudo-label
+    precision and recall, not one weight."""
+    import dataclasses
+
+    import numpy as np
+
+    from sfrs.adaptation import adapt as adapt_library, load_adapt_config
+    from sfrs.adaptation import target as target_module
+
+    config = load_adapt_config(overrides=["adapter.hidden_dim=32", "optim.steps=5", f"pseudo_labels.scope={scope}"],
+                               direct={"data.dataset": "synthetic:tiny"})
+    honest = adapt_library(config, tiny_checkpoint, tmp_path / "honest", progress=False, log=lambda line: None)
+
+    opened = target_module.open_dataset
+
+    def scrambled(*args, **kwargs):
+        split = opened(*args, **kwargs)
+        rng = np.random.default_rng(7)
+        return dataclasses.replace(split, query_utm=rng.permutation(split.query_utm),
+                                   database_utm=rng.permutation(split.database_utm))
+
+    monkeypatch.setattr(target_module, "open_dataset", scrambled)
+    lied_to = adapt_library(config, tiny_checkpoint, tmp_path / "scrambled", progress=False, log=lambda line: None)
+
+    a = torch.load(tmp_path / "honest" / "adapted.pt", weights_only=False)["adapter"]["state_dict"]
+    b = torch.load(tmp_path / "scrambled" / "adapted.pt", weights_only=False)["adapter"]["state_dict"]
+    assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+    losses = [[r["losses"] for r in run["pseudo_labels"]["per_step"]] for run in (honest, lied_to)]
+    assert losses[0] == losses[1]
+    precisions = [[r["precision"] for r in run["pseudo_labels"]["per_step"]] for run in (honest, lied_to)]
+    assert precisions[0] != precisions[1]  # the scramble did reach what is measured

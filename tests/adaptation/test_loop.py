@@ -92,9 +92,10 @@ def test_adaptation__pseudo_labels_and_recall_improve_on_synthetic_views(tmp_pat
     assert all(r["precision"] is not None for r in history)
 
 
-def test_resume__after_an_interruption_ends_with_the_uninterrupted_weights(tmp_path):
+@pytest.mark.parametrize("scope", ["batch", "whole_set"])
+def test_resume__after_an_interruption_ends_with_the_uninterrupted_weights(tmp_path, scope):
     a, b, building_a = views(seed=1)
-    cfg = config("optim.steps=14")
+    cfg = config("optim.steps=14", f"pseudo_labels.scope={scope}")
     reference = make_loop(cfg, a, b, tmp_path / "reference.pt", building_a)
     reference.run(progress=False)
 
