@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import platform
-import re
 import resource
 import sys
 import time
@@ -11,6 +10,8 @@ from pathlib import Path
 from typing import Optional
 
 import torch
+
+from sfrs.utils.io import write_marked_block
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs" / "benchmarks.md"
@@ -38,18 +39,8 @@ def machine_description(device: str = "cpu") -> str:
 
 
 def write_block(name: str, block: str, path: Path = DOCS) -> None:
-    """Replace the block between ``<!-- name:start -->`` and ``<!-- name:end -->`` in
-    ``path`` (appending it when absent), leaving the other benchmarks' sections alone."""
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    body = f"{start}\n{block.strip()}\n{end}"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: body, text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + body + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    """Replace the marked block ``name`` in docs/benchmarks.md, leaving the other sections alone."""
+    write_marked_block(path, name, block, "Benchmarks")
 
 
 def _maxrss_mb() -> float:

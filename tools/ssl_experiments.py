@@ -15,7 +15,7 @@ Every row trains the same schedule (2 generations x ``--epochs`` epochs of
 
 Heads are those of ``configs/ssl_<term>.yaml``. Each run is an ordinary resumable run
 folder under ``OUTPUT/<row>/seed<k>``: rerun the same command after an interruption.
-Writes ``OUTPUT/summary.json`` and, with ``--write-docs``, ``docs/experiments.md`` and
+Writes ``OUTPUT/summary.json`` and, with ``--write-docs``, its section of ``docs/experiments.md`` and
 ``docs/ssl_experiments.png``.
 
     python tools/ssl_experiments.py --output runs/ssl_experiments [--seeds 3] [--write-docs]
@@ -32,7 +32,7 @@ import click
 
 from sfrs.config import load_config, load_yaml
 from sfrs.training import train
-from sfrs.utils.io import atomic_write_json, atomic_write_text
+from sfrs.utils.io import atomic_write_json, write_marked_block
 
 TERMS = ("simclr", "moco", "byol", "simsiam", "barlow_twins", "vicreg")
 #: weights that make each term's starting value about SARE's (~0.7 on the synthetic city).
@@ -84,7 +84,7 @@ def summarise(results: List[Dict]) -> Dict:
 
 def render(summary: Dict[str, Dict], command: str, best: str) -> str:
     lines = [
-        "# Self-supervised GeoPair terms on the synthetic city",
+        "## Self-supervised GeoPair terms on the synthetic city",
         "",
         f"Command: `{command}`",
         "",
@@ -147,7 +147,8 @@ def main(output: str, seeds: int, epochs: int, queries: int, tuples: int, write_
     click.echo(text)
     if write_docs:
         plot(summary, REPO / "docs" / "ssl_experiments.png")
-        atomic_write_text(REPO / "docs" / "experiments.md", text + "\n![R@1 per row](ssl_experiments.png)\n")
+        write_marked_block(REPO / "docs" / "experiments.md", "ssl", text + "\n![R@1 per row](ssl_experiments.png)\n",
+                           "Experiments")
 
 
 if __name__ == "__main__":

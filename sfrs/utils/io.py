@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Union
@@ -42,3 +43,19 @@ def atomic_torch_save(obj: Any, path: PathLike) -> None:
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
 
+
+
+def write_marked_block(path: PathLike, name: str, block: str, title: str) -> None:
+    """Replace the block between ``<!-- name:start -->`` and ``<!-- name:end -->`` in the
+    Markdown file ``path`` (appending it when absent; a new file starts with ``# title``),
+    leaving the other sections alone; written atomically."""
+    path = Path(path)
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    body = f"{start}\n{block.strip()}\n{end}"
+    text = path.read_text() if path.exists() else f"# {title}\n"
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.DOTALL)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: body, text, count=1)
+    else:
+        text = text.rstrip("\n") + "\n\n" + body + "\n"
+    atomic_write_text(path, text)
