@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Dict, Sequence, Union
+from typing import Dict, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -64,9 +64,10 @@ class FeatureCache:
         self.fingerprints: Dict[str, str] = {}
         self._by_fingerprint: Dict[str, HDF5Descriptors] = {}
 
-    def descriptors(self, name: str, paths: Sequence[str], resize: str = "squash") -> HDF5Descriptors:
-        """The (N, D) cached features of ``paths`` (extracted now if missing or unfinished)."""
-        transform = self.model.transform(resize=resize)
+    def descriptors(self, name: str, paths: Sequence[str], query_resize: Optional[int] = None) -> HDF5Descriptors:
+        """The (N, D) cached features of ``paths`` (extracted now if missing or unfinished);
+        ``query_resize`` as in :meth:`GeoNet.transform` (``shorter_side``)."""
+        transform = self.model.transform(shorter_side=query_resize)
         fingerprint = descriptor_fingerprint(
             self.model_hash, list(paths), transform, np.float16 if self.half else np.float32
         )
@@ -80,6 +81,6 @@ class FeatureCache:
             )
         return self._by_fingerprint[fingerprint]
 
-    def load(self, name: str, paths: Sequence[str], resize: str = "squash") -> np.ndarray:
+    def load(self, name: str, paths: Sequence[str], query_resize: Optional[int] = None) -> np.ndarray:
         """Like :meth:`descriptors`, read into memory as float32 (N, D)."""
-        return np.asarray(self.descriptors(name, paths, resize), dtype=np.float32)
+        return np.asarray(self.descriptors(name, paths, query_resize), dtype=np.float32)

@@ -32,14 +32,15 @@ class EvalTask:
         name: ``test`` or, cross-view, ``test drone->satellite``.
         split: queries and database with their ground truth.
         threshold_m, nms, query_resize: the data set's conventions (radius, spatial NMS,
-            query resize), as ``sfrs-eval`` applies them.
+            query resize: None = like the database, N = shorter side of N pixels), as
+            ``sfrs-eval`` applies them.
     """
 
     name: str
     split: Split
     threshold_m: float
     nms: bool
-    query_resize: str
+    query_resize: Optional[int]
 
     @property
     def positives(self) -> List[np.ndarray]:
@@ -65,7 +66,7 @@ class Target:
     train: Split
     view_names: Tuple[str, str]
     train_threshold_m: float
-    query_resize: str
+    query_resize: Optional[int]
     evaluations: List[EvalTask] = field(default_factory=list)
     skipped: List[str] = field(default_factory=list)
 

@@ -1,18 +1,40 @@
-"""Shared pieces of the thin click commands: error reporting and devices."""
+"""Shared pieces of the thin click commands: error reporting, devices, evaluation protocol options."""
 from __future__ import annotations
 
 import functools
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import click
 import torch
 
-from sfrs.errors import SfrsError
+from sfrs.errors import ConfigError, SfrsError
 
 DEBUG_OPTION = click.option(
     "--debug", is_flag=True, help="Show full tracebacks instead of one-line errors."
 )
+
+
+def protocol_options(fn: Callable) -> Callable:
+    """``--nms/--no-nms``, ``--query-resize N`` and ``--no-query-resize``: overrides of the
+    data set's evaluation conventions (``sfrs.data.conventions``)."""
+    fn = click.option("--no-query-resize", is_flag=True,
+                      help="Resize queries like database images, overriding the data set's conventions.")(fn)
+    fn = click.option("--query-resize", type=click.IntRange(min=1), metavar="N",
+                      help="Resize queries to a shorter side of N pixels, aspect kept (default: the data "
+                           "set's conventions: 640 for Tokyo 24/7, like the database elsewhere).")(fn)
+    return click.option("--nms/--no-nms", default=None,
+                        help="Spatial NMS by database place (default: the data set's conventions: "
+                             "on for Tokyo 24/7, off elsewhere).")(fn)
+
+
+def query_resize_override(query_resize: Optional[int], no_query_resize: bool) -> Optional[int]:
+    """The ``query_resize`` argument of ``sfrs.retrieval.evaluate`` (None = the conventions)."""
+    from sfrs.retrieval.protocol import NO_QUERY_RESIZE
+
+    if query_resize is not None and no_query_resize:
+        raise ConfigError("--query-resize and --no-query-resize cannot be used together")
+    return NO_QUERY_RESIZE if no_query_resize else query_resize
 
 
 def one_line(exc: BaseException) -> str:

@@ -11,8 +11,8 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import click
 
 from sfrs import distributed
-from sfrs.cli.common import DEBUG_OPTION, report_errors, resolve_device
-from sfrs.config import Config, build_config
+from sfrs.cli.common import DEBUG_OPTION, protocol_options, query_resize_override, report_errors, resolve_device
+from sfrs.config import Config, DataConfig, build_config
 from sfrs.data import dataset_spec_help
 from sfrs.errors import ConfigError, DataError
 from sfrs.utils.seeding import seed_everything
@@ -27,7 +27,9 @@ UNLABELLED_GRID_ROWS = 20
 @click.option("--dataset", help=f"{dataset_spec_help()} Default: synthetic:small.")
 @click.option("--images-root", type=click.Path(file_okay=False), help="Image root for a .mat dataset.")
 @click.option("--split", default="test", show_default=True, help="Split to evaluate.")
-@click.option("--threshold", type=float, help="Positive radius in metres (default 25).")
+@click.option("--threshold", type=float,
+              help="Positive radius in metres (default: the data set's conventions, 25 m for every known benchmark).")
+@protocol_options
 @click.option("--recall-at", default="1,5,10,20", show_default=True, help="Comma-separated N of Recall@N.")
 @click.option("--index", "index_spec", help="faiss index factory string (default Flat = exact).")
 @click.option("--pca", "pca_dim", type=int, help="Fit PCA-whitening to DIM on training descriptors and apply it.")
@@ -57,7 +59,8 @@ UNLABELLED_GRID_ROWS = 20
 @report_errors("sfrs-eval")
 def main(
     checkpoint: Optional[str], dataset: Optional[str], images_root: Optional[str], split: str,
-    threshold: Optional[float], recall_at: str, index_spec: Optional[str], pca_dim: Optional[int],
+    threshold: Optional[float], nms: Optional[bool], query_resize: Optional[int], no_query_resize: bool,
+    recall_at: str, index_spec: Optional[str], pca_dim: Optional[int],
     pca_output: Optional[str], json_path: Optional[str], save_descriptors: Optional[str],
     config_path: Optional[str], overrides: Sequence[str], pretrained: Optional[str], seed: int,
     batch_size: Optional[int], num_workers: Optional[int], device: str, no_progress: bool,
@@ -66,6 +69,11 @@ def main(
 ) -> None:
     """Evaluate Recall@N on a split: extract descriptors, search the database with faiss
     (top-k only), report Recall@N within the positive radius.
+
+    The data set's conventions (radius, spatial NMS, query resize: Tokyo 24/7 gets NMS by
+    panorama and queries with a shorter side of 640) apply as in tools/eval_all.py, unless
+    --threshold, --nms/--no-nms, --query-resize/--no-query-resize override them; the
+    report states the protocol and where each value came from.
 
     With --queries DIR --database DIR (images without coordinates) it predicts instead:
     the top-k database images of every query, written to OUTPUT/predictions.csv
@@ -79,6 +87,7 @@ def main(
         _check_unlabelled_options(queries_dir, database_dir, top_k, {
             "--dataset": dataset, "--images-root": images_root, "--threshold": threshold, "--pca": pca_dim,
             "--pca-output": pca_output, "--json": json_path, "--save-descriptors": save_descriptors,
+            "--nms/--no-nms": nms, "--query-resize": query_resize, "--no-query-resize": no_query_resize or None,
         })
     ns = _parse_recall_at(recall_at)
     config: Config = build_config(
@@ -92,6 +101,10 @@ def main(
             "model.pretrained": pretrained, "seed": seed,
         },
     )
+    protocol = {
+        "threshold": threshold if threshold is not None else _threshold_override(config.data),
+        "nms": nms, "query_resize": query_resize_override(query_resize, no_query_resize),
+    }
     if unlabelled:
         torch_device = resolve_device(device)
         _predict_unlabelled(config, checkpoint, queries_dir, database_dir, top_k, output, visualize, torch_device,
@@ -101,16 +114,17 @@ def main(
         resolve_device(device)  # validates the name and CUDA availability
     torch_device = distributed.setup(device)
     try:
-        _evaluate_labelled(config, split, ns, checkpoint, pca_output, save_descriptors, json_path, visualize,
-                           torch_device, not no_progress and distributed.is_main())
+        _evaluate_labelled(config, split, ns, protocol, checkpoint, pca_output, save_descriptors, json_path,
+                           visualize, torch_device, not no_progress and distributed.is_main())
     finally:
         distributed.teardown()
 
 
-def _evaluate_labelled(config: Config, split: str, ns, checkpoint, pca_output, save_descriptors, json_path,
-                       visualize: int, torch_device, progress: bool) -> None:
+def _evaluate_labelled(config: Config, split: str, ns, protocol: dict, checkpoint, pca_output, save_descriptors,
+                       json_path, visualize: int, torch_device, progress: bool) -> None:
     """Labelled evaluation; under torchrun every process extracts its shard and only the
-    main process searches, prints and writes."""
+    main process searches, prints and writes. ``protocol``: the ``threshold``, ``nms`` and
+    ``query_resize`` overrides (None = the data set's conventions)."""
     from sfrs.data import open_dataset
     from sfrs.retrieval import attach_pca, evaluate, format_report, save_retrieval_examples
 
@@ -136,7 +150,7 @@ def _evaluate_labelled(config: Config, split: str, ns, checkpoint, pca_output, s
 
     evaluation = evaluate(
         model, eval_split, device=torch_device, batch_size=data.batch_size,
-        num_workers=data.num_workers, ns=ns, threshold=data.eval_positive_radius,
+        num_workers=data.num_workers, ns=ns, **protocol,
         index=config.eval.index, save_descriptors=save_descriptors, progress=progress,
     )
     if evaluation is None:  # not the main process
@@ -154,6 +168,12 @@ def _evaluate_labelled(config: Config, split: str, ns, checkpoint, pca_output, s
         prefix = Path(json_path).with_suffix("") if json_path else Path("sfrs_eval")
         written = save_retrieval_examples(prefix, eval_split, evaluation.predictions, evaluation.positives, visualize)
         click.echo(f"retrieval examples written to {written[0]} and {written[1]}")
+
+
+def _threshold_override(data: DataConfig) -> Optional[float]:
+    """The radius a user set (--threshold, --set data.eval_positive_radius, a config file);
+    None when it is the schema default, so that the data set's conventions decide."""
+    return None if data.eval_positive_radius == DataConfig.eval_positive_radius else data.eval_positive_radius
 
 
 def _check_unlabelled_options(queries_dir: Optional[str], database_dir: Optional[str], top_k: int, labelled: dict) -> None:

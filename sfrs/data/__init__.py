@@ -15,7 +15,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from sfrs.data.conventions import KNOWN_DATASETS, DatasetConventions, canonical_name, conventions_for
-from sfrs.data.discovery import find_datasets
+from sfrs.data.discovery import find_dataset_at, find_datasets
 from sfrs.data.formats import (
     DatasetFormat,
     DatasetLocation,
@@ -48,6 +48,7 @@ __all__ = [
     "Split",
     "positives_within",
     "find_datasets",
+    "find_dataset_at",
     "DatasetLocation",
     "DatasetConventions",
     "conventions_for",

@@ -12,8 +12,9 @@ import re
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
-# The resize modes of sfrs.data.images.build_transform (kept here to avoid importing torch).
-QUERY_RESIZE_MODES = ("squash", "shorter_side")
+#: Tokyo 24/7 queries: the reference applies torchvision ``Resize(max(480, 640))`` to
+#: queries of various sizes, so their *shorter* side becomes 640 (1,600x1,200 -> 853x640).
+TOKYO247_QUERY_SHORTER_SIDE = 640
 
 
 @dataclass(frozen=True)
@@ -23,26 +24,35 @@ class DatasetConventions:
     Attributes:
         name: canonical data set name (``pitts30k``, ``tokyo247``...) or the name asked for.
         threshold_m: positive radius in metres (UTM or the data set's fake coordinates).
-        query_resize: ``squash`` (to the model's input size) or ``shorter_side`` (keep the
-            aspect ratio), as in :func:`sfrs.data.images.build_transform`.
+        query_resize: None = queries resized like database images (to the model's input
+            size); N = queries keep their aspect ratio with a shorter side of N pixels.
         nms: apply spatial non-maximum suppression by ``Split.database_place_ids``
             (:func:`sfrs.retrieval.recall.spatial_nms`) before computing Recall@N.
         notes: what a report should say about the protocol.
+        known: False for the default protocol given to a name no benchmark goes by.
     """
 
     name: str
     threshold_m: float = 25.0
-    query_resize: str = "squash"
+    query_resize: Optional[int] = None
     nms: bool = False
     notes: str = ""
+    known: bool = True
 
     def __post_init__(self) -> None:
-        if self.query_resize not in QUERY_RESIZE_MODES:
-            raise ValueError(
-                f"{self.name}: query_resize '{self.query_resize}' not one of {', '.join(QUERY_RESIZE_MODES)}"
-            )
+        if self.query_resize is not None and not _is_pixel_count(self.query_resize):
+            raise ValueError(f"{self.name}: query_resize must be None or a positive pixel count, got {self.query_resize!r}")
         if not self.threshold_m > 0:
             raise ValueError(f"{self.name}: threshold_m must be positive, got {self.threshold_m}")
+
+    @property
+    def source(self) -> str:
+        """Where these values come from, as a report states it."""
+        return f"conventions of {self.name}" if self.known else "default protocol"
+
+
+def _is_pixel_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 _CONVENTIONS: Dict[str, DatasetConventions] = {
@@ -58,12 +68,12 @@ _CONVENTIONS: Dict[str, DatasetConventions] = {
         ),
         DatasetConventions(
             "tokyo247",
-            query_resize="shorter_side",
+            query_resize=TOKYO247_QUERY_SHORTER_SIDE,
             nms=True,
             notes=(
                 "NMS by panorama place id: among the top results only the first hit per database "
-                "panorama is kept; queries resized keeping aspect ratio (shorter side 640 in the "
-                "reference), not squashed; 75,984 database / 315 queries"
+                "panorama is kept; queries keep their aspect ratio with a shorter side of 640 "
+                "(database images at the model's input size); 75,984 database / 315 queries"
             ),
         ),
         DatasetConventions(
@@ -103,7 +113,10 @@ KNOWN_DATASETS: Dict[str, List[str]] = {
     "st_lucia": ["st_lucia", "stlucia"],
 }
 
-_DEFAULT_NOTES = "no benchmark-specific conventions known: positives within 25 m, queries squashed, no NMS"
+_DEFAULT_NOTES = (
+    "no benchmark-specific conventions known for this name: positives within 25 m, queries resized "
+    "like database images, no NMS"
+)
 _SPLIT_SUFFIX = re.compile(r"^(?P<base>.+?)[_-](?P<split>train|val|test)$")
 
 
@@ -137,8 +150,9 @@ def split_suffix(name: str) -> Tuple[str, Optional[str]]:
 
 
 def conventions_for(dataset_name: str) -> DatasetConventions:
-    """Evaluation conventions of a benchmark; a 25 m / squash / no-NMS default for unknown names."""
+    """Evaluation conventions of a benchmark; for an unknown name the default protocol
+    (25 m, queries resized like the database, no NMS; ``known`` False)."""
     canonical = canonical_name(dataset_name)
     if canonical is None:
-        return DatasetConventions(name=str(dataset_name), notes=_DEFAULT_NOTES)
+        return DatasetConventions(name=str(dataset_name), notes=_DEFAULT_NOTES, known=False)
     return _CONVENTIONS[canonical]

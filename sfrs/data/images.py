@@ -15,9 +15,6 @@ from sfrs.errors import DataError
 
 PathLike = Union[str, Path]
 
-RESIZE_MODES = ("squash", "shorter_side")
-
-
 def load_image(path: PathLike) -> Image.Image:
     """Decode an image file fully and return it as RGB.
 
@@ -41,30 +38,32 @@ def build_transform(
     input_size: Optional[Tuple[int, int]],
     mean: Sequence[float],
     std: Sequence[float],
-    resize: str = "squash",
+    shorter_side: Optional[int] = None,
 ) -> Callable[[Image.Image], torch.Tensor]:
     """PIL RGB image -> float tensor (3, H, W) normalised with ``mean`` / ``std``.
 
     Args:
-        input_size: (H, W), or None to keep each image's size.
+        input_size: (H, W) every image is resized to, or None to keep each image's size.
         mean, std: 3 per-channel values (the model's preprocessing).
-        resize: ``"squash"`` resizes to exactly (H, W); ``"shorter_side"`` keeps the aspect
-            ratio with the shorter side equal to min(H, W) (Tokyo 24/7 queries; images of a
-            batch may then differ in size).
+        shorter_side: instead of ``input_size``, keep the aspect ratio and resize the
+            shorter side to this many pixels (Tokyo 24/7 queries: 640; images of a batch
+            may then differ in size).
     Returns:
         A torchvision ``Compose`` (its repr describes the transform, e.g. for cache keys).
     """
-    if resize not in RESIZE_MODES:
-        raise ValueError(f"resize must be one of {', '.join(RESIZE_MODES)}, got '{resize}'")
+    if shorter_side is not None and (isinstance(shorter_side, bool) or not isinstance(shorter_side, int)
+                                     or shorter_side <= 0):
+        raise ValueError(f"shorter_side must be None or a positive pixel count, got {shorter_side!r}")
     if len(mean) != 3 or len(std) != 3:
         raise ValueError(f"mean and std need 3 values (RGB), got {list(mean)} and {list(std)}")
     steps = []
-    if input_size is not None:
+    if shorter_side is not None:
+        steps.append(T.Resize(shorter_side, interpolation=T.InterpolationMode.BILINEAR, antialias=True))
+    elif input_size is not None:
         height, width = (int(v) for v in input_size)
         if height <= 0 or width <= 0:
             raise ValueError(f"input_size must be positive (H, W), got {tuple(input_size)}")
-        size = (height, width) if resize == "squash" else min(height, width)
-        steps.append(T.Resize(size, interpolation=T.InterpolationMode.BILINEAR, antialias=True))
+        steps.append(T.Resize((height, width), interpolation=T.InterpolationMode.BILINEAR, antialias=True))
     steps += [T.ToTensor(), T.Normalize(mean=[float(m) for m in mean], std=[float(s) for s in std])]
     return T.Compose(steps)
 

@@ -104,11 +104,13 @@ class GeoNet(nn.Module):
     def std(self) -> Tuple[float, float, float]:
         return tuple(self.config.std or self.backbone.default_std)  # type: ignore[return-value]
 
-    def transform(self, resize: str = "squash"):
-        """The evaluation transform this model expects (PIL image -> normalised tensor)."""
+    def transform(self, shorter_side: Optional[int] = None):
+        """The evaluation transform this model expects (PIL image -> normalised tensor):
+        resized to ``input_size``, or to a shorter side of ``shorter_side`` pixels keeping
+        the aspect ratio (queries of some benchmarks)."""
         from sfrs.data import build_transform
 
-        return build_transform(self.input_size, self.mean, self.std, resize=resize)
+        return build_transform(self.input_size, self.mean, self.std, shorter_side=shorter_side)
 
     def set_training_memory(self, frozen_chunk: int, checkpoint_activations: bool) -> None:
         """How training runs the backbone (``model.frozen_chunk``,

@@ -4,17 +4,19 @@
 Import report names from here (``from sfrs.reports import EvalAllOptions, run_all``).
 """
 from sfrs.reports.plots import plot_published_comparison, plot_recall_curves
-from sfrs.reports.published import PUBLISHED_R1, PUBLISHED_SOURCE
+from sfrs.reports.published import PUBLISHED_R1, PUBLISHED_SOURCE, published_source
+from sfrs.reports.selection import Selection, select_datasets
 from sfrs.reports.summary import EvalAllSummary
 from sfrs.reports.tables import REPORT_COLUMNS, render_csv, render_markdown, report_rows
-from sfrs.reports.transfer import EvalAllOptions, evaluate_location, requested_datasets, run_all, write_outputs
+from sfrs.reports.transfer import EvalAllOptions, evaluate_location, run_all, write_outputs
 
 __all__ = [
     "run_all",
     "EvalAllOptions",
     "EvalAllSummary",
     "evaluate_location",
-    "requested_datasets",
+    "select_datasets",
+    "Selection",
     "write_outputs",
     "render_csv",
     "render_markdown",
@@ -24,4 +26,5 @@ __all__ = [
     "plot_published_comparison",
     "PUBLISHED_R1",
     "PUBLISHED_SOURCE",
+    "published_source",
 ]

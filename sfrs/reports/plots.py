@@ -9,7 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sfrs.reports.published import PUBLISHED_R1, PUBLISHED_SOURCE, VERSION_CAVEAT, VERSION_DEPENDENT
+from sfrs.reports.published import (
+    PUBLISHED_APPROXIMATE,
+    PUBLISHED_R1,
+    PUBLISHED_SOURCE,
+    PUBLISHED_UNSOURCED,
+    VERSION_CAVEAT,
+    VERSION_DEPENDENT,
+)
 from sfrs.reports.summary import EvalAllSummary
 from sfrs.utils.io import atomic_path
 
@@ -39,7 +46,8 @@ def plot_recall_curves(path: Path, summary: EvalAllSummary) -> None:
 
 
 def plot_published_comparison(path: Path, summary: EvalAllSummary) -> None:
-    """r1_vs_published.png: our R@1 per data set next to :data:`PUBLISHED_R1`."""
+    """r1_vs_published.png: our R@1 per data set next to :data:`PUBLISHED_R1`; approximate
+    published values are labelled ``~``, unsourced ones hatched and labelled ``?``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -57,6 +65,14 @@ def plot_published_comparison(path: Path, summary: EvalAllSummary) -> None:
         bars = ax.bar(x + (i - (len(series) - 1) / 2) * width, values, width, label=label)
         if i == 0:
             ax.bar_label(bars, fmt="%.1f", fontsize=7)
+            continue
+        marks = []
+        for bar, name in zip(bars, names):
+            unsourced = (label, name) in PUBLISHED_UNSOURCED
+            if unsourced:
+                bar.set_hatch("//")
+            marks.append(("~" if (label, name) in PUBLISHED_APPROXIMATE else "") + ("?" if unsourced else ""))
+        ax.bar_label(bars, labels=marks, fontsize=7)
     ax.set_xticks(x)
     ax.set_xticklabels([f"{n}*" if n in VERSION_DEPENDENT else n for n in names])
     ax.set_ylabel("Recall@1 (%)")
@@ -64,7 +80,8 @@ def plot_published_comparison(path: Path, summary: EvalAllSummary) -> None:
     # Outside the axes: inside, the legend hides the tallest bars.
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_title("R@1: ours vs published")
-    fig.text(0.01, 0.01, f"* {VERSION_CAVEAT}\nPublished numbers: {PUBLISHED_SOURCE}; '~' values plotted as given.",
+    fig.text(0.01, 0.01, f"* {VERSION_CAVEAT}\nPublished numbers: {PUBLISHED_SOURCE}. "
+             "~ approximate (read from a chart); ? hatched: unsourced (not in the method's paper).",
              fontsize=6, va="bottom", wrap=True)
     fig.subplots_adjust(bottom=0.2, right=0.68)
     _save_figure(fig, path)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from sfrs.reports.published import PUBLISHED_SOURCE
+from sfrs.reports.published import PUBLISHED_SOURCE, published_entries
 
 
 @dataclass
@@ -25,5 +25,5 @@ class EvalAllSummary:
         return {
             "checkpoint": self.checkpoint, "datasets_root": self.datasets_root, "options": self.options,
             "pca": self.pca, "results": self.results, "skipped": self.skipped, "failed": self.failed,
-            "published_source": PUBLISHED_SOURCE,
+            "published_source": PUBLISHED_SOURCE, "published": published_entries(self.results),
         }

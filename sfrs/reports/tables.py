@@ -1,5 +1,9 @@
 """The cross-dataset report as tables: ``report.csv`` (one row per data set) and
-``report.md`` (results table, per-data-set notes, skipped and failed sections)."""
+``report.md`` (results table, per-data-set protocol and notes, skipped and failed sections).
+
+Every row states its protocol: ``conventions`` (the benchmark whose conventions applied, or
+``default`` for a data set no benchmark goes by) and ``overrides`` (the fields an option set
+to something else)."""
 from __future__ import annotations
 
 import csv
@@ -7,12 +11,13 @@ import io
 from typing import Any, Dict, List, Optional
 
 from sfrs.reports.published import VERSION_CAVEAT, VERSION_DEPENDENT
+from sfrs.retrieval.protocol import USER_OVERRIDE, describe_protocol
 from sfrs.reports.summary import EvalAllSummary
 
 REPORT_COLUMNS = (
     "dataset", "status", "split", "protocol", "num_database", "num_queries", "queries_without_positive",
     "R@1", "R@5", "R@10", "R@20", "descriptor_dim", "extract_seconds", "search_seconds",
-    "threshold_m", "nms", "query_resize", "index", "error",
+    "threshold_m", "nms", "query_resize", "conventions", "overrides", "index", "error",
 )
 
 
@@ -29,10 +34,14 @@ def _row(name: str, report: Optional[Dict[str, Any]], error: str = "") -> Dict[s
         split=report["split"], protocol=report["protocol"], num_database=report["num_database"],
         num_queries=report["num_queries"], queries_without_positive=report["queries_without_positive"],
         descriptor_dim=report["descriptor_dim"], threshold_m=report["threshold_m"], nms=report["nms"],
-        query_resize=report.get("query_resize", "squash"), index=report["index"],
+        query_resize="" if report.get("query_resize") is None else report["query_resize"], index=report["index"],
         extract_seconds=round(seconds.get("extract_database", 0.0) + seconds.get("extract_queries", 0.0), 3),
         search_seconds=round(seconds.get("search", 0.0), 3),
     )
+    protocol = report.get("evaluation_protocol")
+    if protocol is not None:
+        row["conventions"] = protocol["conventions"] or "default"
+        row["overrides"] = " ".join(k for k, source in protocol["sources"].items() if source == USER_OVERRIDE)
     for n, value in report["recall"].items():
         if f"R@{n}" in row:
             row[f"R@{n}"] = round(value, 2)
@@ -73,22 +82,23 @@ def render_markdown(summary: EvalAllSummary) -> str:
         lines.append(f"- {summary.pca}")
     lines += [
         "",
-        "| dataset | protocol | #db | #queries | queries without positives | R@1 | R@5 | R@10 | R@20 "
+        "| dataset | protocol | conventions | #db | #queries | queries without positives | R@1 | R@5 | R@10 | R@20 "
         "| descriptor dim | extraction (s) | search (s) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, report in summary.results.items():
         row = _row(name, report)
-        cells = [name, row["protocol"], f"{row['num_database']:,}", f"{row['num_queries']:,}",
+        conventions = row["conventions"] + (f" + override of {row['overrides']}" if row["overrides"] else "")
+        cells = [name, row["protocol"], conventions, f"{row['num_database']:,}", f"{row['num_queries']:,}",
                  f"{row['queries_without_positive']:,}"]
         cells += [_cell(report["recall"][n]) if n in report["recall"] else "-" for n in ("1", "5", "10", "20")]
         cells += [str(row["descriptor_dim"]), f"{row['extract_seconds']:.1f}", f"{row['search_seconds']:.1f}"]
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     lines += ["", "## Notes", ""]
     for name, report in summary.results.items():
-        details = [f"threshold {report['threshold_m']:g} m", f"queries '{report.get('query_resize', 'squash')}'",
-                   "spatial NMS" if report["nms"] else "no NMS"]
-        lines.append(f"- **{name}**: {', '.join(details)}. " + " ".join(f"{n}." for n in report.get("notes", [])))
+        protocol = report.get("evaluation_protocol")
+        details = describe_protocol(protocol) if protocol else f"threshold {report['threshold_m']:g} m"
+        lines.append(f"- **{name}**: {details}. " + " ".join(f"{n}." for n in report.get("notes", [])))
         counts = report.get("breakdown_queries", {})
         for group, values in report.get("breakdown", {}).items():
             recalls = ", ".join(f"R@{n} {v:.1f}" for n, v in values.items())

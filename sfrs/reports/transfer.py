@@ -1,16 +1,19 @@
-"""Evaluate one checkpoint on every benchmark found under a datasets root; one report.
+"""Evaluate one checkpoint on every data set found under a datasets root; one report.
 
-Each data set is opened where :func:`sfrs.data.find_datasets` finds it and evaluated
-with its conventions (:func:`sfrs.data.conventions_for`: positive radius, query resizing,
-spatial NMS) by :func:`sfrs.retrieval.evaluate`, with descriptors streamed to
+Each data set is opened where :func:`sfrs.data.find_datasets` finds it (or where
+``--datasets`` points, :mod:`sfrs.reports.selection`) and evaluated by
+:func:`sfrs.retrieval.evaluate`, as ``sfrs-eval`` does: a known benchmark with its
+conventions (:func:`sfrs.data.conventions_for`: positive radius, query resizing, spatial
+NMS), any other data set with the default protocol, both unless an option overrides them;
+the report says which for every data set. Descriptors are streamed to
 ``OUTPUT/descriptors/<name>_{database,queries}.h5`` so that a rerun after an interruption
 reuses the finished extraction.
 
 Outputs in ``OUTPUT`` (rewritten after every data set, so an interrupted run leaves a
 partial report): ``report.md``, ``report.csv``, ``report.json``, ``recall_at_n.png``,
 ``r1_vs_published.png`` (``compare``), ``<name>_examples.png`` / ``<name>_failures.png``
-(``visualize``). Requested data sets that are not found are *skipped*; data sets that
-cannot be evaluated (unreadable folder, bad file names, bad csv...) are *failed* with
+(``visualize``). Requested benchmarks that are not found are *skipped*; data sets that
+cannot be evaluated (no reader opens the folder, bad file names, bad csv...) are *failed* with
 their one-line error, and the others still run. The tables are :mod:`sfrs.reports.tables`,
 the figures :mod:`sfrs.reports.plots`.
 """
@@ -19,22 +22,14 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from sfrs.config import Config, DataConfig, EvalConfig, build_config
-from sfrs.data import (
-    KNOWN_DATASETS,
-    DatasetLocation,
-    Split,
-    canonical_name,
-    conventions_for,
-    find_datasets,
-    open_dataset,
-    unwrap_worker_error,
-)
-from sfrs.errors import CheckpointError, ConfigError, DataError, SfrsError
+from sfrs.data import DatasetLocation, Split, open_dataset, unwrap_worker_error
+from sfrs.errors import CheckpointError, DataError, SfrsError
 from sfrs.models import GeoNet, load_network
 from sfrs.reports.plots import plot_published_comparison, plot_recall_curves
+from sfrs.reports.selection import select_datasets
 from sfrs.reports.summary import EvalAllSummary
 from sfrs.reports.tables import render_csv, render_markdown
 from sfrs.retrieval import Evaluation, attach_pca, evaluate, save_retrieval_examples
@@ -48,13 +43,15 @@ class EvalAllOptions:
     """What to evaluate and how; defaults are those of :class:`DataConfig` / :class:`EvalConfig`.
 
     Attributes:
-        datasets: canonical names or folder aliases to evaluate; None = every known benchmark.
+        datasets: benchmark names or aliases, folder names under the root or paths
+            (:func:`sfrs.reports.selection.select_datasets`); None = every data set found.
         index: faiss factory string. half: float16 descriptor files.
         pca_dim: PCA-whitening dimension (0 = none), fitted once for all data sets.
         visualize: queries per example grid (0 = none). compare: bar chart against
             :data:`sfrs.reports.published.PUBLISHED_R1`.
         msls_protocol: ``official`` (740 queries) or ``all`` for the native MSLS layout.
-        threshold: positive radius overriding every data set's convention (None = keep).
+        threshold, nms, query_resize: overrides of every data set's conventions (None = keep;
+            ``query_resize`` as in :func:`sfrs.retrieval.protocol.resolve_protocol`).
     """
 
     datasets: Optional[Tuple[str, ...]] = None
@@ -66,30 +63,14 @@ class EvalAllOptions:
     compare: bool = False
     msls_protocol: str = "official"
     threshold: Optional[float] = None
+    nms: Optional[bool] = None
+    query_resize: Optional[int] = None
     ns: Tuple[int, ...] = EvalConfig.recall_at
     batch_size: int = DataConfig.batch_size
     num_workers: int = DataConfig.num_workers
     device: str = "cpu"
     progress: bool = True
     debug: bool = False
-
-
-def requested_datasets(names: Optional[Sequence[str]]) -> List[str]:
-    """Canonical names of ``names`` (aliases accepted), in the given order; all known when None.
-
-    Raises:
-        ConfigError: a name that is no known benchmark (probably a typo).
-    """
-    if not names:
-        return list(KNOWN_DATASETS)
-    result: List[str] = []
-    for name in names:
-        canonical = canonical_name(name)
-        if canonical is None:
-            raise ConfigError(f"--datasets: unknown data set '{name}' (known: {', '.join(KNOWN_DATASETS)})")
-        if canonical not in result:
-            result.append(canonical)
-    return result
 
 
 def _jsonable(value: Any) -> Any:
@@ -110,7 +91,7 @@ def _one_line(exc: BaseException) -> str:
 def _training_candidates(checkpoint: Path, locations: Dict[str, DatasetLocation]) -> List[Tuple[str, Callable[[], Split]]]:
     """Where the checkpoint's training split may be, most specific first: the run's
     ``config.yaml`` (next to ``best.pt``, or one level up from ``checkpoints/``), then the
-    train split of a discovered benchmark (SFRS trains on Pitts30k train)."""
+    train split of a discovered data set, known benchmarks first (SFRS trains on Pitts30k train)."""
     candidates: List[Tuple[str, Callable[[], Split]]] = []
     for folder in (checkpoint.parent, checkpoint.parent.parent):
         config_path = folder / "config.yaml"
@@ -121,7 +102,7 @@ def _training_candidates(checkpoint: Path, locations: Dict[str, DatasetLocation]
 
             candidates.append((f"the run configuration {config_path}", from_config))
             break
-    for name, location in locations.items():
+    for name, location in sorted(locations.items(), key=lambda item: not item[1].conventions.known):
         candidates.append((
             f"{name} ({location.spec})",
             lambda loc=location: open_dataset(loc.spec, "train", loc.images_root),
@@ -153,32 +134,24 @@ def evaluate_location(
     options: EvalAllOptions,
     log: Callable[[str], None],
 ) -> Tuple[Evaluation, List[str]]:
-    """Open one benchmark and evaluate it with its conventions; returns (evaluation, notes)."""
-    conventions = conventions_for(location.name)
+    """Open one data set and evaluate it with its conventions or the default protocol,
+    overridden by ``options``; returns (evaluation, notes on the protocol)."""
     split = open_dataset(
         location.spec, location.split, location.images_root,
         protocol=options.msls_protocol if location.layout == "msls" else None,
     )
     log(split.summary())
-    notes = [conventions.notes] if conventions.notes else []
-    nms = conventions.nms
-    if nms and split.database_place_ids is None:
-        nms = False  # reported, so the number is never mistaken for the NMS protocol
-        notes.append("spatial NMS of the protocol NOT applied: the split has no database place ids")
-    threshold = options.threshold if options.threshold is not None else conventions.threshold_m
-    if threshold != conventions.threshold_m:
-        notes.append(f"positive radius {threshold:g} m instead of the protocol's {conventions.threshold_m:g} m")
     evaluation = evaluate(
         model, split, device=options.device, batch_size=options.batch_size, num_workers=options.num_workers,
-        ns=options.ns, threshold=threshold, index=options.index, query_resize=conventions.query_resize,
-        nms=nms, stream_dir=output / "descriptors", stream_name=location.name, half=options.half,
-        progress=options.progress,
+        ns=options.ns, conventions=location.name, threshold=options.threshold, nms=options.nms,
+        query_resize=options.query_resize, index=options.index, stream_dir=output / "descriptors",
+        stream_name=location.name, half=options.half, progress=options.progress,
     )
     if options.visualize > 0:
         save_retrieval_examples(
             output / location.name, split, evaluation.predictions, evaluation.positives, options.visualize,
         )
-    return evaluation, notes
+    return evaluation, list(evaluation.protocol.notes)
 
 
 # -- the whole run -----------------------------------------------------------------------------
@@ -192,7 +165,7 @@ def run_all(
     log: Callable[[str], None] = LOG.info,
     on_failure: Callable[[str, str], None] = lambda name, error: None,
 ) -> EvalAllSummary:
-    """Evaluate ``checkpoint`` on every requested benchmark under ``datasets_root``.
+    """Evaluate ``checkpoint`` on every requested data set under ``datasets_root``.
 
     Args:
         log: receives progress lines. on_failure: called with (name, one-line error) as
@@ -206,28 +179,28 @@ def run_all(
     """
     output = Path(output)
     checkpoint = Path(checkpoint)
-    wanted = requested_datasets(options.datasets)
-    found = find_datasets(datasets_root)
-    locations = {name: found[name] for name in wanted if name in found}
+    selection = select_datasets(options.datasets, datasets_root)
     summary = EvalAllSummary(
         checkpoint=str(checkpoint), datasets_root=str(datasets_root),
         options={k: _jsonable(v) for k, v in asdict(options).items()},
-        skipped=[name for name in wanted if name not in found],
+        skipped=selection.skipped, failed=dict(selection.failed),
     )
     if summary.skipped:
         log(f"skipped (not found under {datasets_root}): {', '.join(summary.skipped)}")
+    for name, error in selection.failed.items():
+        on_failure(name, error)
 
     model = _load_model(checkpoint, options.device)
     log(f"model: {checkpoint} ({model.config.backbone} + {model.config.head}, {model.out_dim}-d)")
     if options.pca_dim:
         summary.pca = attach_pca(
-            model, options.pca_dim, lambda: _open_training_split(checkpoint, found),
+            model, options.pca_dim, lambda: _open_training_split(checkpoint, selection.found),
             cache=output / f"pca{options.pca_dim}.pt", samples=options.pca_samples, device=options.device,
             batch_size=options.batch_size, num_workers=options.num_workers, progress=options.progress,
         )
         log(summary.pca)
 
-    for name, location in locations.items():
+    for name, location in selection.locations.items():
         log(f"== {name} ({location.layout}: {location.path}) ==")
         try:
             evaluation, notes = evaluate_location(model, location, output, options, log)

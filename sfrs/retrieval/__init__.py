@@ -9,6 +9,7 @@ from sfrs.retrieval.export import write_descriptors
 from sfrs.retrieval.extract import extract_descriptors, extract_descriptors_sharded
 from sfrs.retrieval.index import build_index, search, search_index
 from sfrs.retrieval.pca import attach_pca, fit_model_pca, fit_pca_whitening
+from sfrs.retrieval.protocol import NO_QUERY_RESIZE, EvalProtocol, describe_protocol, resolve_protocol
 from sfrs.retrieval.recall import (
     count_queries_without_positive,
     per_query_first_correct_rank,
@@ -34,6 +35,10 @@ __all__ = [
     "evaluate",
     "evaluate_split",
     "Evaluation",
+    "EvalProtocol",
+    "resolve_protocol",
+    "describe_protocol",
+    "NO_QUERY_RESIZE",
     "extract_split",
     "stream_prefix",
     "recall_report",

@@ -1,11 +1,13 @@
 """Full-database Recall@N evaluation of a model on one split: extract -> search -> report.
 
-A split is evaluated with its data set's conventions (see ``sfrs.data.conventions``):
-the positive radius (``threshold``, 25 m), how queries are resized (``query_resize``:
-``squash`` to the model's input size, or ``shorter_side`` keeping the aspect ratio as
-for Tokyo 24/7) and spatial non-maximum suppression over database places (``nms``:
-Tokyo 24/7 counts each panorama once). Descriptors stay in memory or are streamed to
-resumable HDF5 files (``stream_dir``) for large databases.
+A split is evaluated with its data set's conventions (see ``sfrs.data.conventions``) unless
+an argument overrides them (:func:`~sfrs.retrieval.protocol.resolve_protocol`): the
+positive radius (``threshold``, 25 m), how queries are resized (``query_resize``: like the
+database, or a shorter side of N pixels keeping the aspect ratio, 640 for Tokyo 24/7) and
+spatial non-maximum suppression over database places (``nms``: Tokyo 24/7 counts each
+panorama once). The report states the protocol and where each value came from.
+Descriptors stay in memory or are streamed to resumable HDF5 files (``stream_dir``) for
+large databases.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import torch
 from sfrs import distributed
 from sfrs.data import Split
 from sfrs.retrieval.export import write_descriptors
+from sfrs.retrieval.protocol import EvalProtocol, resolve_protocol
 from sfrs.retrieval.report import recall_report
 from sfrs.retrieval.split_descriptors import extract_split
 
@@ -33,11 +36,13 @@ class Evaluation:
         predictions: (Q, max(N)) int64 database indices, best first, after NMS when it
             was requested (-1 = no further distinct place).
         positives: Q int64 arrays of database indices within the positive radius.
+        protocol: the radius, NMS and query resize used, with their sources.
     """
 
     report: Dict[str, Any]
     predictions: np.ndarray
     positives: List[np.ndarray]
+    protocol: EvalProtocol
 
 
 def evaluate(
@@ -48,10 +53,11 @@ def evaluate(
     batch_size: int = 32,
     num_workers: int = 0,
     ns: Sequence[int] = (1, 5, 10, 20),
-    threshold: float = 25.0,
+    conventions: Optional[str] = None,
+    threshold: Optional[float] = None,
     index: str = "Flat",
-    query_resize: str = "squash",
-    nms: bool = False,
+    query_resize: Optional[int] = None,
+    nms: Optional[bool] = None,
     stream_dir: Optional[Union[str, Path]] = None,
     stream_name: Optional[str] = None,
     half: bool = False,
@@ -60,7 +66,9 @@ def evaluate(
 ) -> Optional[Evaluation]:
     """Extract, search and score one split; the report plus the ranked predictions.
 
-    See :func:`~sfrs.retrieval.split_descriptors.extract_split` for ``query_resize``,
+    ``conventions`` names the data set whose conventions apply (default ``split.dataset``);
+    ``threshold``, ``nms`` and ``query_resize`` override them when given (see
+    :func:`~sfrs.retrieval.protocol.resolve_protocol`). See :func:`~sfrs.retrieval.split_descriptors.extract_split` for ``query_resize``,
     ``stream_dir``, ``stream_name``, ``half`` and
     :func:`~sfrs.retrieval.report.ranked_predictions` for ``nms``. ``save_descriptors``
     writes both sets to one HDF5 file (:func:`~sfrs.retrieval.export.write_descriptors`).
@@ -68,25 +76,30 @@ def evaluate(
     once: processes other than the main one return ``None`` (and write nothing).
     """
     total_start = time.perf_counter()
+    protocol = resolve_protocol(split, conventions, threshold=threshold, nms=nms, query_resize=query_resize)
     database, queries, seconds = extract_split(
         model, split, device=device, batch_size=batch_size, num_workers=num_workers,
-        query_resize=query_resize, progress=progress, stream_dir=stream_dir, stream_name=stream_name, half=half,
+        query_resize=protocol.query_resize, progress=progress, stream_dir=stream_dir, stream_name=stream_name, half=half,
     )
     if not distributed.is_main():
         return None
-    report, predictions = recall_report(split, database, queries, ns=ns, threshold=threshold, index=index, nms=nms)
-    report["query_resize"] = query_resize
+    report, predictions = recall_report(
+        split, database, queries, ns=ns, threshold=protocol.threshold_m, index=index, nms=protocol.nms,
+    )
+    report["query_resize"] = protocol.query_resize
+    report["evaluation_protocol"] = protocol.to_json()
     report["seconds"] = {**seconds, **report["seconds"], "total": time.perf_counter() - total_start}
     if save_descriptors is not None:
         write_descriptors(save_descriptors, split, np.asarray(database), np.asarray(queries))
-    return Evaluation(report=report, predictions=predictions, positives=split.positives(threshold))
+    return Evaluation(report=report, predictions=predictions, positives=split.positives(protocol.threshold_m),
+                      protocol=protocol)
 
 
 def evaluate_split(model: torch.nn.Module, split: Split, **options: Any) -> Dict[str, Any]:
     """The report of :func:`evaluate` (the fields ``sfrs-eval --json`` writes).
 
     Keyword arguments as for :func:`evaluate`: ``device``, ``batch_size``,
-    ``num_workers``, ``ns``, ``threshold``, ``index``, ``query_resize``, ``nms``,
+    ``num_workers``, ``ns``, ``conventions``, ``threshold``, ``index``, ``query_resize``, ``nms``,
     ``stream_dir``, ``stream_name``, ``half``, ``save_descriptors``, ``progress``.
     """
     return evaluate(model, split, **options).report

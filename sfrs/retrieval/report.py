@@ -15,6 +15,7 @@ import numpy as np
 from sfrs.data import Split
 from sfrs.errors import DataError
 from sfrs.retrieval.index import search
+from sfrs.retrieval.protocol import describe_protocol
 from sfrs.retrieval.recall import count_queries_without_positive, recall_at_n, recall_breakdown, spatial_nms
 from sfrs.retrieval.stream import Descriptors, search_hdf5
 
@@ -101,18 +102,14 @@ def format_report(report: Dict[str, Any]) -> str:
     recalls = "  ".join(f"R@{n}: {value:5.1f}" for n, value in report["recall"].items())
     seconds = report["seconds"]
     timing = ", ".join(f"{k} {v:.1f}s" for k, v in seconds.items())
-    conventions = []
-    if report.get("nms"):
-        conventions.append("spatial NMS")
-    if report.get("query_resize", "squash") != "squash":
-        conventions.append(f"queries resized '{report['query_resize']}'")
     lines = [
         f"{report['dataset']} [{report['split']}] {report['num_database']:,} database / "
         f"{report['num_queries']:,} queries ({report['queries_without_positive']:,} without a positive "
-        f"within {report['threshold_m']:g} m), {report['descriptor_dim']}-d, index {report['index']}"
-        + (f", {', '.join(conventions)}" if conventions else ""),
+        f"within {report['threshold_m']:g} m), {report['descriptor_dim']}-d, index {report['index']}",
         f"  {recalls}",
     ]
+    if "evaluation_protocol" in report:
+        lines.append(f"  protocol: {describe_protocol(report['evaluation_protocol'])}")
     counts = report.get("breakdown_queries", {})
     for group, values in report.get("breakdown", {}).items():
         group_recalls = "  ".join(f"R@{n}: {value:5.1f}" for n, value in values.items())

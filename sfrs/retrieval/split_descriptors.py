@@ -69,7 +69,7 @@ def extract_split(
     device: Union[str, torch.device] = "cpu",
     batch_size: int = 32,
     num_workers: int = 0,
-    query_resize: str = "squash",
+    query_resize: Optional[int] = None,
     progress: bool = True,
     stream_dir: Optional[Union[str, Path]] = None,
     stream_name: Optional[str] = None,
@@ -78,8 +78,9 @@ def extract_split(
     """Descriptors of the database (N, D) and the queries (Q, D) of ``split``, with timings.
 
     Args:
-        query_resize: ``squash`` or ``shorter_side`` (queries keep their aspect ratio;
-            a batch of mixed sizes is run in groups of equal size).
+        query_resize: None resizes queries like the database (to the model's input
+            size); N keeps their aspect ratio with a shorter side of N pixels (a batch of
+            mixed sizes is run in groups of equal size).
         stream_dir: None keeps float32 arrays in memory. Otherwise rows are streamed to
             ``<stream_dir>/<stream_name>_database.h5`` and ``..._queries.h5``
             (datasets ``database`` / ``queries``) and :class:`HDF5Descriptors` are
@@ -103,7 +104,7 @@ def extract_split(
     # batch of mixed sizes in groups of equal size, so nothing is padded or squashed.
     sets = (
         ("database", split.database_paths, model.transform()),
-        ("queries", split.query_paths, model.transform(resize=query_resize)),
+        ("queries", split.query_paths, model.transform(shorter_side=query_resize)),
     )
     results: List[Descriptors] = []
     seconds: Dict[str, float] = {}

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scipy.io
 
-from sfrs.data import find_datasets, open_dataset
+from sfrs.data import find_dataset_at, find_datasets, open_dataset
 from sfrs.errors import DataError
 from tests.data.test_msls import make_msls_city
 
@@ -28,13 +28,13 @@ def make_vg(folder: Path, splits=("test",)) -> Path:
     return folder
 
 
-def make_tokyo(folder: Path) -> Path:
-    """tokyo247.mat (real nested dbStruct layout, no split in the name) + images next to it."""
+def make_tokyo(folder: Path, stem: str = "tokyo247") -> Path:
+    """<stem>.mat (real nested dbStruct layout, no split in the name) + images next to it."""
     for name in TOKYO_DB:  # database .png although the .mat says .jpg, as in the real data
         touch(folder / "images" / name.replace(".jpg", ".png"))
     for name in TOKYO_Q:
         touch(folder / "query" / name)
-    scipy.io.savemat(str(folder / "tokyo247.mat"), {"dbStruct": {
+    scipy.io.savemat(str(folder / f"{stem}.mat"), {"dbStruct": {
         "whichSet": "test",
         "dbImageFns": np.array(TOKYO_DB, dtype=object).reshape(-1, 1),
         "utmDb": np.array([[0.0, 0.0, 100.0], [0.0, 1.0, 0.0]]),
@@ -56,15 +56,18 @@ def datasets_root(tmp_path) -> Path:
     make_tokyo(root / "tokyo247")
     for city in ("cph", "sf"):
         make_msls_city(root / "mapillary", "train_val", city)
-    make_vg(root / "holiday_photos")  # VG-shaped but not a known benchmark
+    make_vg(root / "holiday_photos")  # VG-shaped, no benchmark of that name: a data set all the same
     touch(root / "notes" / "readme.txt")
     touch(root / "pitts30k_test.mat")  # a file at the root, not a folder: ignored
     return root
 
 
-def test_find_datasets__finds_vg_mat_and_msls_and_ignores_other_folders(datasets_root):
+def test_find_datasets__finds_vg_mat_msls_and_any_vg_folder_and_ignores_other_folders(datasets_root):
     found = find_datasets(datasets_root)
-    assert sorted(found) == ["msls_val", "pitts30k", "tokyo247"]
+    assert sorted(found) == ["holiday_photos", "msls_val", "pitts30k", "tokyo247"]
+    holiday = found["holiday_photos"]
+    assert (holiday.layout, holiday.split, holiday.path) == ("vg", "test", datasets_root / "holiday_photos")
+    assert not holiday.conventions.known and found["pitts30k"].conventions.known
 
     pitts = found["pitts30k"]
     assert (pitts.layout, pitts.split, pitts.images_root) == ("vg", "test", None)
@@ -117,3 +120,25 @@ def test_find_datasets__native_msls_is_preferred_to_a_converted_vg_folder(tmp_pa
 def test_find_datasets__missing_root_raises(tmp_path):
     with pytest.raises(DataError, match="datasets root is not a folder"):
         find_datasets(tmp_path / "nope")
+
+
+def test_find_datasets__any_mat_with_a_readable_db_struct_is_found_under_its_stem(tmp_path):
+    make_tokyo(tmp_path / "mine", stem="my_city_test")
+    touch(tmp_path / "mine" / "calibration.mat")  # not a dbStruct: not a data set
+    found = find_datasets(tmp_path)
+    assert sorted(found) == ["my_city"]
+    mine = found["my_city"]
+    assert (mine.layout, mine.split, mine.images_root) == ("mat", "test", str(tmp_path / "mine"))
+    split = open_dataset(mine.spec, mine.split, mine.images_root)
+    assert split.dataset == "my_city" and split.num_queries == 2
+
+
+def test_find_dataset_at__a_folder_or_a_mat_file_outside_any_root(tmp_path):
+    make_vg(tmp_path / "elsewhere" / "my_city", splits=("val",))
+    make_tokyo(tmp_path / "tokyo_copy")
+    assert {n: (loc.layout, loc.split) for n, loc in find_dataset_at(tmp_path / "elsewhere" / "my_city").items()} == {
+        "my_city": ("vg", "val")}
+    assert list(find_dataset_at(tmp_path / "tokyo_copy" / "tokyo247.mat")) == ["tokyo247"]
+    assert find_dataset_at(tmp_path / "elsewhere") == {}
+    with pytest.raises(DataError, match="no such file or folder"):
+        find_dataset_at(tmp_path / "nope")

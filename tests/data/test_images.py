@@ -52,15 +52,16 @@ def test_build_transform__squash_gives_exact_size_and_normalises():
 def test_build_transform__shorter_side_keeps_aspect_ratio_and_none_keeps_size():
     landscape = Image.new("RGB", (200, 100))
     portrait = Image.new("RGB", (100, 200))
-    transform = build_transform((48, 64), MEAN, STD, resize="shorter_side")
-    assert transform(landscape).shape == (3, 48, 96)
-    assert transform(portrait).shape == (3, 96, 48)
+    transform = build_transform((48, 64), MEAN, STD, shorter_side=50)
+    assert transform(landscape).shape == (3, 50, 100)
+    assert transform(portrait).shape == (3, 100, 50)
     assert build_transform(None, MEAN, STD)(landscape).shape == (3, 100, 200)
 
 
-def test_build_transform__rejects_unknown_resize_mode():
-    with pytest.raises(ValueError, match="squash"):
-        build_transform((8, 8), MEAN, STD, resize="crop")
+@pytest.mark.parametrize("bad", ["shorter_side", 0, -5, True])
+def test_build_transform__rejects_a_shorter_side_that_is_no_pixel_count(bad):
+    with pytest.raises(ValueError, match="shorter_side"):
+        build_transform((8, 8), MEAN, STD, shorter_side=bad)
 
 
 def test_image_list_dataset__returns_tensor_and_index(tmp_path):

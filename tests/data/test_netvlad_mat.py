@@ -138,6 +138,18 @@ def test_read_netvlad_mat__tokyo247_png_database_and_query_folder(tmp_path):
     assert ids[0] == ids[1] != ids[2]
 
 
+def test_read_netvlad_mat__names_already_starting_with_the_image_folder_are_taken_as_given(tmp_path):
+    root = tmp_path / "tokyo247"
+    db = ["03814/381426_000.jpg", "images/03815/381427_000.jpg"]  # the second one spelled from the root
+    q = ["queries/00001.jpg", "queries/sub/00002.jpg"]
+    touch_all(root / "images", ["03814/381426_000.png", "03815/381427_000.jpg"])
+    touch_all(root, q)  # root/queries/..., found as the query folder too
+    split = read_netvlad_mat(write_mat(tmp_path / "tokyo247_test.mat", pitts_fields(db=db, q=q)), root)
+    assert split.query_paths == [str((root / n).absolute()) for n in q]
+    assert split.database_paths == [str((root / "images" / "03814/381426_000.png").absolute()),
+                                    str((root / db[1]).absolute())]
+
+
 def test_read_netvlad_mat__missing_images_names_the_first_and_the_count(pitts):
     mat, root, _ = pitts
     (root / "images" / PITTS_DB[1]).unlink()

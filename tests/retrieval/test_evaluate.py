@@ -93,16 +93,16 @@ def model():
 
 def test_streamed_descriptors__same_predictions_and_recalls_as_in_memory(model, tiny_city_root, tmp_path):
     split = open_dataset("synthetic:tiny", "test")
-    options = dict(batch_size=16, progress=False, nms=True, query_resize="shorter_side")
+    options = dict(batch_size=16, progress=False, nms=True, query_resize=40)
     in_memory = evaluate(model, split, **options)
     streamed = evaluate(model, split, stream_dir=tmp_path, **options)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["synthetic_tiny_test_database.h5", "synthetic_tiny_test_queries.h5"]
     np.testing.assert_array_equal(streamed.predictions, in_memory.predictions)
     assert streamed.report["recall"] == in_memory.report["recall"]
-    for key, value in {"protocol": split.protocol, "nms": True, "query_resize": "shorter_side", "index": "Flat"}.items():
+    for key, value in {"protocol": split.protocol, "nms": True, "query_resize": 40, "index": "Flat"}.items():
         assert streamed.report[key] == value
 
     # The original keyword arguments of evaluate_split still work.
     report = evaluate_split(model, split, device="cpu", batch_size=16, num_workers=0, ns=(1, 5), threshold=25.0,
-                            index="Flat", query_resize="squash", save_descriptors=tmp_path / "d.h5", progress=False)
+                            index="Flat", query_resize=0, save_descriptors=tmp_path / "d.h5", progress=False)
     assert set(report["recall"]) == {"1", "5"} and report["nms"] is False and (tmp_path / "d.h5").is_file()

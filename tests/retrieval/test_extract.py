@@ -70,7 +70,7 @@ def test_extract_descriptors__wrong_out_shape_is_a_value_error(image_paths):
 
 
 def test_extract_descriptors__aspect_preserving_resize_batches_images_of_different_sizes(image_paths):
-    transform = build_transform((8, 8), MEAN, STD, resize="shorter_side")
+    transform = build_transform((8, 8), MEAN, STD, shorter_side=8)
     got = extract_descriptors(TinyModel(), image_paths, transform, batch_size=4, progress=False)
     np.testing.assert_allclose(got, reference(image_paths, transform), rtol=1e-6, atol=1e-6)
 

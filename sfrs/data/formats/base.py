@@ -21,7 +21,8 @@ class DatasetLocation:
     ``open_dataset(location.spec, location.split, location.images_root)`` opens it.
 
     Attributes:
-        name: canonical data set name (a key of ``KNOWN_DATASETS`` for the built-in formats).
+        name: canonical data set name (a key of ``KNOWN_DATASETS``) for a known benchmark,
+            else the folder or file name the data set was found under (``my_city``).
         spec: string accepted by :func:`sfrs.data.open_dataset`.
         images_root: images folder of a ``.mat`` spec, else None.
         layout: name of the :class:`DatasetFormat` that found it (``vg``, ``mat``, ``msls``...).

@@ -32,9 +32,10 @@ def read_netvlad_mat(mat_path: PathLike, images_root: PathLike, name: Optional[s
 
     Args:
         mat_path: e.g. ``pitts30k_test.mat``, ``tokyo247.mat``, ``tokyoTM_val.mat``.
-        images_root: folder holding the images: database files under ``images_root/images/``
-            when that folder exists (else ``images_root``), queries under the first existing
-            of ``queries_real/``, ``query/``, ``queries/`` (else ``images_root``).
+        images_root: folder holding the images. A name is taken as given, relative to
+            ``images_root``, when that file exists (``queries/x.jpg``); else database files
+            are under ``images_root/images/`` when that folder exists and queries under the
+            first existing of ``queries_real/``, ``query/``, ``queries/`` (else ``images_root``).
         name: data set name for reports; default the file stem without ``_<whichSet>``.
     Returns:
         A :class:`Split` whose ``split`` is the file's ``whichSet``; database place ids group
@@ -105,8 +106,8 @@ def split_from_db_struct(
         raise DataError(f"{root}: images root of {mat_path.name} does not exist")
     db_root = _first_existing(root, DATABASE_FOLDERS)
     q_root = _first_existing(root, QUERY_FOLDERS)
-    db_paths = _resolve(db_root, db_files)
-    q_paths = _resolve(q_root, q_files)
+    db_paths = _resolve(root, db_root, db_files)
+    q_paths = _resolve(root, q_root, q_files)
     missing = [p for p in db_paths + q_paths if not os.path.isfile(p)]
     if missing:
         raise DataError(
@@ -225,17 +226,26 @@ def _first_existing(root: Path, names: Sequence[str]) -> Path:
     return root
 
 
-def _resolve(root: Path, relative_paths: Sequence[str]) -> List[str]:
-    """Absolute paths; a missing ``.jpg`` whose ``.png`` exists is replaced (Tokyo 24/7 database)."""
-    base = os.path.abspath(root)
+def _existing(path: str) -> Optional[str]:
+    """``path``, or its ``.png`` twin for a missing ``.jpg`` (Tokyo 24/7 database), or None."""
+    if os.path.isfile(path):
+        return path
+    stem, ext = os.path.splitext(path)
+    if ext.lower() in (".jpg", ".jpeg") and os.path.isfile(stem + ".png"):
+        return stem + ".png"
+    return None
+
+
+def _resolve(images_root: Path, folder: Path, relative_paths: Sequence[str]) -> List[str]:
+    """Absolute paths: relative to ``images_root`` as given when that file exists (names
+    that already start with ``queries/``), else under the detected ``folder``; a missing
+    path is kept under ``folder`` for the error message."""
+    root, base = os.path.abspath(images_root), os.path.abspath(folder)
     paths = []
     for rel in relative_paths:
-        path = os.path.join(base, rel)
-        if not os.path.isfile(path):
-            stem, ext = os.path.splitext(path)
-            if ext.lower() in (".jpg", ".jpeg") and os.path.isfile(stem + ".png"):
-                path = stem + ".png"
-        paths.append(path)
+        under_folder = os.path.join(base, rel)
+        as_given = _existing(os.path.join(root, rel)) if base != root else None
+        paths.append(as_given or _existing(under_folder) or under_folder)
     return paths
 
 
@@ -277,18 +287,25 @@ def _which_set(mat_path: Path) -> str:
 
 
 def _discover(folder: Path) -> List[DatasetLocation]:
-    """Known benchmarks described by ``<folder>/*.mat`` (``pitts30k_test.mat``, ``tokyo247.mat``),
-    images in that same folder; per benchmark the test file, else val. A file without a split
-    suffix is opened to read ``whichSet``."""
+    """Data sets described by ``<folder>/*.mat`` (``pitts30k_test.mat``, ``tokyo247.mat``,
+    ``my_city_test.mat``), images in that same folder; per data set the test file, else val.
+    A benchmark's file without a split suffix is opened to read ``whichSet``; a file of any
+    other name is opened too, and skipped when it holds no readable ``dbStruct``."""
     by_name: Dict[str, Dict[str, Path]] = {}
     for mat in sorted(folder.glob("*.mat")):
         if not mat.is_file():
             continue
-        base, split = split_suffix(mat.stem)
+        base, suffix = split_suffix(mat.stem)
         name = canonical_name(base, allow_split_suffix=False)
-        if name is None:
-            continue
-        by_name.setdefault(name, {}).setdefault(split or _which_set(mat), mat)
+        if name is not None:
+            split = suffix or _which_set(mat)
+        else:
+            try:
+                split = _which_set(mat)
+            except DataError:
+                continue  # some other MATLAB file
+            name = base if suffix == split else mat.stem  # as read_netvlad_mat names it
+        by_name.setdefault(name, {}).setdefault(split, mat)
     found = []
     for name, splits in by_name.items():
         split = next((s for s in ("test", "val") if s in splits), None)

@@ -200,15 +200,16 @@ def _split_with_images(folder: Path, prefer: Sequence[str]) -> Optional[str]:
 
 
 def _discover(folder: Path) -> List[DatasetLocation]:
-    """A folder named after a known benchmark (exactly, no split suffix) with ``images/``:
-    split ``test``, else ``val`` (``val`` first for msls_val: that benchmark is MSLS's validation set)."""
-    name = canonical_name(folder.name, allow_split_suffix=False)
-    if name is None or not (folder / "images").is_dir():
+    """Any folder with ``images/<split>/{database,queries}``: split ``test``, else ``val``
+    (``val`` first for msls_val: that benchmark is MSLS's validation set). A benchmark's
+    folder name (``Pittsburgh30k``) gives its canonical name, any other name is kept."""
+    if not (folder / "images").is_dir():
         return []
+    name = canonical_name(folder.name, allow_split_suffix=False)
     split = _split_with_images(folder, ("val", "test") if name == "msls_val" else ("test", "val"))
     if split is None:
         return []
-    return [DatasetLocation(name, str(folder), None, "vg", split, folder)]
+    return [DatasetLocation(name or folder.name, str(folder), None, "vg", split, folder)]
 
 
 VG_FOLDER = DatasetFormat(
