@@ -210,7 +210,7 @@ def main() -> None:
             results[variant] = run_variant(variant, args, result)
             times = ", ".join(f"{t:.0f}" for t in results[variant]["times_ms"])
             print(f"{variant}: run times ms [{times}]", file=sys.stderr)
-            outputs[variant] = torch.load(result)
+            outputs[variant] = torch.load(result, weights_only=True)
     diffs = {
         key: (outputs["ours"][key] - outputs["materialised"][key]).abs().max().item()
         for key in outputs["ours"]

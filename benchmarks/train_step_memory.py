@@ -405,7 +405,7 @@ def main() -> None:
                     continue
             path = os.path.join(tmp, f"{name}.pt")
             results[name] = run_variant(name, args, path)
-            outputs[name] = torch.load(path)
+            outputs[name] = torch.load(path, weights_only=True)
             print(f"{name}: {json.dumps(results[name])}", file=sys.stderr)
     timing = None
     if all(name in results for name in TIMED) and args.rounds > 0:

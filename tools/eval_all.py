@@ -25,7 +25,7 @@ from typing import Optional
 
 import click
 
-from sfrs.cli.common import DEBUG_OPTION, protocol_options, query_resize_override, report_errors, resolve_device
+from sfrs.cli.common import DEBUG_OPTION, TRUST_CHECKPOINT_OPTION, protocol_options, query_resize_override, report_errors, resolve_device
 
 COMMAND = "eval_all"
 
@@ -49,6 +49,7 @@ COMMAND = "eval_all"
 @click.option("--num-workers", type=int, help="DataLoader workers.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+@TRUST_CHECKPOINT_OPTION
 @DEBUG_OPTION
 @report_errors(COMMAND)
 def main(
@@ -56,7 +57,7 @@ def main(
     half: bool, pca_dim: Optional[int], visualize: int, compare: bool, msls_protocol: str,
     threshold: Optional[float], nms: Optional[bool], query_resize: Optional[int], no_query_resize: bool,
     batch_size: Optional[int], num_workers: Optional[int], device: str,
-    no_progress: bool, debug: bool,
+    no_progress: bool, debug: bool, trust_checkpoint: bool,
 ) -> None:
     """Evaluate CHECKPOINT on every data set under --datasets-root; write report.md/csv/json and plots."""
     from sfrs.reports import EvalAllOptions, run_all
@@ -71,6 +72,7 @@ def main(
         **{k: v for k, v in given.items() if v is not None},  # unset flags keep the library defaults
         half=half, visualize=visualize, compare=compare, msls_protocol=msls_protocol,
         device=str(resolve_device(device)), progress=not no_progress, debug=debug,
+        trust_checkpoint=trust_checkpoint,
     )
 
     def failed(name: str, error: str) -> None:

@@ -32,7 +32,7 @@ from sfrs.adaptation.losses import reconstruction_l1, symmetric_info_nce
 from sfrs.adaptation.pseudo_labels import PseudoLabels, pseudo_labels, restrict_to_batch, whole_set_pseudo_labels
 from sfrs.errors import CheckpointError, ConfigError, SfrsError
 from sfrs.models import Adapter
-from sfrs.utils.io import atomic_torch_save
+from sfrs.utils.checkpoint_file import load_checkpoint_file, save_checkpoint_file
 
 STATE_FORMAT = "sfrs-adapt-state"
 STATE_VERSION = 1
@@ -150,18 +150,17 @@ class AdaptationLoop:
         self.history: List[Dict[str, Any]] = []
 
     # -- state ------------------------------------------------------------------------------
-    def resume(self) -> bool:
+    def resume(self, trust: bool = False) -> bool:
         """Load ``state_path`` when it exists; True when a previous run was found.
+        ``trust`` also reads a state holding pickled objects, which can run code.
 
         Raises:
-            CheckpointError: unreadable file, or a run of another model, data or configuration.
+            CheckpointError: unreadable or untrusted file, or a run of another model, data
+                or configuration.
         """
         if not self.state_path.exists():
             return False
-        try:
-            state = torch.load(self.state_path, map_location="cpu", weights_only=False)
-        except Exception as exc:  # torch raises many types for corrupt files
-            raise CheckpointError(f"{self.state_path}: cannot read the adaptation state ({type(exc).__name__}); delete it to start over") from None
+        state = load_checkpoint_file(self.state_path, trust, what="the adaptation state", hint="delete it to start over")
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
             raise CheckpointError(f"{self.state_path}: not an sfrs-adapt state file")
         if state.get("fingerprint") != self.fingerprint:
@@ -176,7 +175,7 @@ class AdaptationLoop:
         return True
 
     def save(self) -> None:
-        atomic_torch_save(
+        save_checkpoint_file(
             {
                 "format": STATE_FORMAT,
                 "version": STATE_VERSION,

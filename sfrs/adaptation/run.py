@@ -114,11 +114,13 @@ def adapt(
     progress: bool = True,
     log: Callable[[str], None] = print,
     on_step: Optional[Callable[[Dict[str, Any]], None]] = None,
+    trust_checkpoint: bool = False,
 ) -> Dict[str, Any]:
     """Adapt the network of ``checkpoint`` to ``config.data.dataset`` without labels.
 
     A rerun with the same ``output`` resumes (features, then training, from the last
-    checkpoint) and ends with the weights of an uninterrupted run.
+    checkpoint) and ends with the weights of an uninterrupted run. ``trust_checkpoint``
+    reads a checkpoint or state holding pickled objects, which can run code.
 
     Returns:
         The content of ``results.json``.
@@ -130,7 +132,7 @@ def adapt(
     output = Path(output)
     device = torch.device(device)
     target = open_target(config.data)
-    model: GeoNet = load_network(checkpoint, device)
+    model: GeoNet = load_network(checkpoint, device, trust_checkpoint)
     if model.adapter is not None:
         log(f"{checkpoint} carries an adapter already: adapting the network without it (the new one replaces it)")
         model.set_adapter(None)
@@ -160,7 +162,7 @@ def adapt(
             fingerprint=_run_fingerprint(config, cache.model_hash, {n: cache.fingerprints[n] for n in (name_a, name_b)}),
             is_positive=target.train_positive_test(), writer=writer,
         )
-        if loop.resume():
+        if loop.resume(trust_checkpoint):
             log(f"resuming at step {loop.step} of {config.optim.steps} from {loop.state_path}")
         save_yaml(config, output / "config.yaml")
         optim = config.optim

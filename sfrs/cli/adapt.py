@@ -5,7 +5,7 @@ from typing import Optional, Sequence
 
 import click
 
-from sfrs.cli.common import DEBUG_OPTION, report_errors, resolve_device
+from sfrs.cli.common import DEBUG_OPTION, TRUST_CHECKPOINT_OPTION, report_errors, resolve_device
 from sfrs.data import dataset_spec_help
 
 
@@ -26,12 +26,14 @@ from sfrs.data import dataset_spec_help
 @click.option("--num-workers", type=int, help="DataLoader workers of the feature extraction.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+@TRUST_CHECKPOINT_OPTION
 @DEBUG_OPTION
 @report_errors("sfrs-adapt")
 def main(
     checkpoint: str, dataset: Optional[str], split: Optional[str], images_root: Optional[str], output: str,
     steps: Optional[int], config_path: Optional[str], overrides: Sequence[str], seed: Optional[int],
     batch_size: Optional[int], num_workers: Optional[int], device: str, no_progress: bool, debug: bool,
+    trust_checkpoint: bool,
 ) -> None:
     """Adapt CHECKPOINT to the images of --dataset without any ground truth (EM-CVGL):
     frozen features are extracted once, then a Linear+BN adapter is trained on them with
@@ -51,7 +53,8 @@ def main(
             "data.batch_size": batch_size, "data.num_workers": num_workers, "optim.steps": steps, "seed": seed,
         },
     )
-    adapt(config, checkpoint, output, device=resolve_device(device), progress=not no_progress, log=click.echo)
+    adapt(config, checkpoint, output, device=resolve_device(device), progress=not no_progress, log=click.echo,
+          trust_checkpoint=trust_checkpoint)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,11 @@ from sfrs.errors import ConfigError, SfrsError
 DEBUG_OPTION = click.option(
     "--debug", is_flag=True, help="Show full tracebacks instead of one-line errors."
 )
+TRUST_CHECKPOINT_OPTION = click.option(
+    "--trust-checkpoint", is_flag=True,
+    help="Also load a checkpoint holding pickled Python objects (an older format, or a file made "
+         "elsewhere): loading it can run arbitrary code, so only for files from a trusted source.",
+)
 
 
 def protocol_options(fn: Callable) -> Callable:

@@ -11,7 +11,14 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import click
 
 from sfrs import distributed
-from sfrs.cli.common import DEBUG_OPTION, protocol_options, query_resize_override, report_errors, resolve_device
+from sfrs.cli.common import (
+    DEBUG_OPTION,
+    TRUST_CHECKPOINT_OPTION,
+    protocol_options,
+    query_resize_override,
+    report_errors,
+    resolve_device,
+)
 from sfrs.config import Config, DataConfig, build_config
 from sfrs.data import dataset_spec_help
 from sfrs.errors import ConfigError, DataError
@@ -55,6 +62,7 @@ UNLABELLED_GRID_ROWS = 20
 @click.option("--top-k", type=int, default=5, show_default=True, help="Unlabelled mode: predictions per query.")
 @click.option("--output", type=click.Path(file_okay=False),
               help="Unlabelled mode: folder for predictions.csv / predictions.png (default ./sfrs_predictions).")
+@TRUST_CHECKPOINT_OPTION
 @DEBUG_OPTION
 @report_errors("sfrs-eval")
 def main(
@@ -66,6 +74,7 @@ def main(
     batch_size: Optional[int], num_workers: Optional[int], device: str, no_progress: bool,
     visualize: int, queries_dir: Optional[str], database_dir: Optional[str], top_k: int,
     output: Optional[str], debug: bool,
+    trust_checkpoint: bool,
 ) -> None:
     """Evaluate Recall@N on a split: extract descriptors, search the database with faiss
     (top-k only), report Recall@N within the positive radius.
@@ -108,20 +117,21 @@ def main(
     if unlabelled:
         torch_device = resolve_device(device)
         _predict_unlabelled(config, checkpoint, queries_dir, database_dir, top_k, output, visualize, torch_device,
-                            not no_progress)
+                            not no_progress, trust_checkpoint)
         return
     if not distributed.launched_by_torchrun():
         resolve_device(device)  # validates the name and CUDA availability
     torch_device = distributed.setup(device)
     try:
         _evaluate_labelled(config, split, ns, protocol, checkpoint, pca_output, save_descriptors, json_path,
-                           visualize, torch_device, not no_progress and distributed.is_main())
+                           visualize, torch_device, not no_progress and distributed.is_main(), trust_checkpoint)
     finally:
         distributed.teardown()
 
 
 def _evaluate_labelled(config: Config, split: str, ns, protocol: dict, checkpoint, pca_output, save_descriptors,
-                       json_path, visualize: int, torch_device, progress: bool) -> None:
+                       json_path, visualize: int, torch_device, progress: bool,
+                       trust_checkpoint: bool = False) -> None:
     """Labelled evaluation; under torchrun every process extracts its shard and only the
     main process searches, prints and writes. ``protocol``: the ``threshold``, ``nms`` and
     ``query_resize`` overrides (None = the data set's conventions)."""
@@ -138,7 +148,7 @@ def _evaluate_labelled(config: Config, split: str, ns, protocol: dict, checkpoin
 
     model = _load_or_build_model(
         config, checkpoint, torch_device,
-        init_source=lambda: _describe_split(_train_split_or(data, eval_split)),
+        init_source=lambda: _describe_split(_train_split_or(data, eval_split)), trust=trust_checkpoint,
     )
     if config.eval.pca_dim:
         click.echo(attach_pca(
@@ -194,14 +204,16 @@ def _describe_split(split) -> Tuple[Sequence[str], str]:
     return list(split.database_paths), f"{split.dataset} [{split.split}]"
 
 
-def _load_or_build_model(config: Config, checkpoint: Optional[str], device, init_source: Callable[[], Tuple[Sequence[str], str]]):
-    """The checkpoint's model, or an untrained one of ``config.model`` whose NetVLAD is
-    k-means initialised on the images ``init_source()`` returns (paths, description)."""
+def _load_or_build_model(config: Config, checkpoint: Optional[str], device, init_source: Callable[[], Tuple[Sequence[str], str]],
+                         trust: bool = False):
+    """The checkpoint's model (``trust``: also one holding pickled objects), or an untrained
+    one of ``config.model`` whose NetVLAD is k-means initialised on the images
+    ``init_source()`` returns (paths, description)."""
     from sfrs.models import build_network, load_network
     from sfrs.training.initialise import initialise_network
 
     if checkpoint:
-        model = load_network(checkpoint, device)
+        model = load_network(checkpoint, device, trust)
         click.echo(f"model: {checkpoint} ({model.config.backbone} + {model.config.head}, {model.out_dim}-d)")
         return model
     seed_everything(config.seed)
@@ -236,7 +248,7 @@ def _image_list(folder: str, what: str) -> List[str]:
 
 def _predict_unlabelled(
     config: Config, checkpoint: Optional[str], queries_dir: str, database_dir: str, top_k: int,
-    output: Optional[str], visualize: int, device, progress: bool,
+    output: Optional[str], visualize: int, device, progress: bool, trust_checkpoint: bool = False,
 ) -> None:
     """Top-k predictions of every query: predictions.csv and predictions.png in ``output``."""
     from sfrs.retrieval import example_queries, path_grid, retrieve, save_image, write_predictions_csv
@@ -244,7 +256,8 @@ def _predict_unlabelled(
     query_paths = _image_list(queries_dir, "query")
     database_paths = _image_list(database_dir, "database")
     click.echo(f"unlabelled retrieval: {len(query_paths):,} queries against {len(database_paths):,} database images")
-    model = _load_or_build_model(config, checkpoint, device, init_source=lambda: (database_paths, database_dir))
+    model = _load_or_build_model(config, checkpoint, device, init_source=lambda: (database_paths, database_dir),
+                                 trust=trust_checkpoint)
     distances, indices = retrieve(
         model, query_paths, database_paths, top_k, index=config.eval.index, device=device,
         batch_size=config.data.batch_size, num_workers=config.data.num_workers, progress=progress,

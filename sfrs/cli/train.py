@@ -8,7 +8,7 @@ from typing import Optional, Sequence
 import click
 
 from sfrs import distributed
-from sfrs.cli.common import DEBUG_OPTION, report_errors, resolve_device
+from sfrs.cli.common import DEBUG_OPTION, TRUST_CHECKPOINT_OPTION, report_errors, resolve_device
 from sfrs.config import Config, load_config
 from sfrs.data import dataset_spec_help
 
@@ -29,12 +29,14 @@ from sfrs.data import dataset_spec_help
 @click.option("--deterministic", is_flag=True, help="Deterministic algorithms (bit-exact resume on CPU).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+@TRUST_CHECKPOINT_OPTION
 @DEBUG_OPTION
 @report_errors("sfrs-train")
 def main(
     config_path: Optional[str], dataset: Optional[str], images_root: Optional[str], output: Optional[str],
     generations: Optional[int], epochs: Optional[int], seed: Optional[int], init_from: Optional[str], resume: bool,
     overrides: Sequence[str], dry_run: bool, deterministic: bool, device: str, no_progress: bool, debug: bool,
+    trust_checkpoint: bool,
 ) -> None:
     """Train SFRS: generations of hard + soft region losses, each supervised by the
     previous generation's cached soft labels; prints per-generation Recall@N."""
@@ -66,7 +68,8 @@ def main(
             echo("dry run: nothing trained")
             return
         echo(f"run folder: {run_dir}" + (f" ({distributed.world_size()} processes)" if distributed.world_size() > 1 else ""))
-        results = train(config, run_dir, device=torch_device, progress=progress, log=echo)
+        results = train(config, run_dir, device=torch_device, progress=progress, log=echo,
+                        trust_checkpoint=trust_checkpoint)
     finally:
         distributed.teardown()
     if not is_main:

@@ -14,7 +14,8 @@ Model file layout (``format`` ``sfrs-model``, ``version`` 1)::
 
 A training state file holds such a payload under ``model``. Keys that ModelConfig gained
 later (``frozen_chunk``, ``checkpoint_activations``: how training runs the backbone) take
-their defaults when a file predates them.
+their defaults when a file predates them. Files hold tensors and plain data only and are
+read without unpickling anything else unless trusted (:mod:`sfrs.utils.checkpoint_file`).
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from sfrs.models.adapter import Adapter
 from sfrs.models.backbones import build_backbone
 from sfrs.models.heads import build_head
 from sfrs.models.whitening import PCAWhitening
-from sfrs.utils.io import atomic_torch_save
+from sfrs.utils.checkpoint_file import load_checkpoint_file, save_checkpoint_file
 
 CHECKPOINT_FORMAT = "sfrs-model"
 CHECKPOINT_VERSION = 1
@@ -156,7 +157,7 @@ class GeoNet(nn.Module):
         payload = self.checkpoint_payload()
         if extra:
             payload.update(extra)
-        atomic_torch_save(payload, path)
+        save_checkpoint_file(payload, path)
 
 
 def build_network(config: ModelConfig, load_pretrained: bool = True) -> GeoNet:
@@ -165,22 +166,19 @@ def build_network(config: ModelConfig, load_pretrained: bool = True) -> GeoNet:
     return GeoNet(config, load_pretrained=load_pretrained)
 
 
-def load_network(path: Union[str, Path], device: Union[str, torch.device] = "cpu") -> GeoNet:
+def load_network(path: Union[str, Path], device: Union[str, torch.device] = "cpu", trust: bool = False) -> GeoNet:
     """The network of a model file (:meth:`GeoNet.save`) or of a training state file
-    (``{"model": payload, ...}``), on ``device``.
+    (``{"model": payload, ...}``), on ``device``. ``trust`` also reads files holding
+    pickled objects (older formats), which can run code.
 
     Raises:
-        CheckpointError: a missing, unreadable or foreign file, an invalid model
-            description, or weights that do not fit it; one line naming ``path``.
+        CheckpointError: a missing, unreadable, untrusted or foreign file, an invalid
+            model description, or weights that do not fit it; one line naming ``path``.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # torch raises many types for corrupt files
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        raise CheckpointError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {first})") from None
+    payload = load_checkpoint_file(path, trust)
     return network_from_payload(payload, str(path)).to(device)
 
 

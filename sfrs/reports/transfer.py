@@ -50,6 +50,7 @@ class EvalAllOptions:
         visualize: queries per example grid (0 = none). compare: bar chart against
             :data:`sfrs.reports.published.PUBLISHED_R1`.
         msls_protocol: ``official`` (740 queries) or ``all`` for the native MSLS layout.
+        trust_checkpoint: also load a checkpoint holding pickled objects (can run code).
         threshold, nms, query_resize: overrides of every data set's conventions (None = keep;
             ``query_resize`` as in :func:`sfrs.retrieval.protocol.resolve_protocol`).
     """
@@ -71,6 +72,7 @@ class EvalAllOptions:
     device: str = "cpu"
     progress: bool = True
     debug: bool = False
+    trust_checkpoint: bool = False
 
 
 def _jsonable(value: Any) -> Any:
@@ -190,7 +192,7 @@ def run_all(
     for name, error in selection.failed.items():
         on_failure(name, error)
 
-    model = _load_model(checkpoint, options.device)
+    model = _load_model(checkpoint, options.device, options.trust_checkpoint)
     log(f"model: {checkpoint} ({model.config.backbone} + {model.config.head}, {model.out_dim}-d)")
     if options.pca_dim:
         summary.pca = attach_pca(
@@ -219,11 +221,11 @@ def run_all(
     return summary
 
 
-def _load_model(checkpoint: Path, device: str) -> GeoNet:
+def _load_model(checkpoint: Path, device: str, trust: bool) -> GeoNet:
     """The checkpoint's network; every error names the file (a bad model description
     surfaces as a ConfigError of the model builder, which does not)."""
     try:
-        return load_network(checkpoint, device)
+        return load_network(checkpoint, device, trust)
     except SfrsError as exc:
         message = _one_line(exc)
         if str(checkpoint) in message:

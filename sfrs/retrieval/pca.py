@@ -18,11 +18,11 @@ import torch
 
 from sfrs import distributed
 from sfrs.data import Split
-from sfrs.errors import ConfigError, DataError
+from sfrs.errors import CheckpointError, ConfigError, DataError
 from sfrs.models import GeoNet, PCAWhitening
 from sfrs.retrieval.extract import extract_descriptors_sharded
+from sfrs.utils.checkpoint_file import load_checkpoint_file, save_checkpoint_file
 from sfrs.utils.hashing import model_fingerprint as model_weights_hash
-from sfrs.utils.io import atomic_torch_save
 
 
 def fit_pca_whitening(descriptors: np.ndarray, dim: int, eps: float = 1e-9) -> PCAWhitening:
@@ -174,7 +174,7 @@ def attach_pca(
 def _write_pca_cache(cache: Union[str, Path], weights: str, dim: int, pca: PCAWhitening) -> None:
     """``{"weights": hash of the network it whitens, "dim": dim, "pca": {"mean", "projection"}}``."""
     state = {k: v.cpu() for k, v in pca.state_dict().items()}
-    atomic_torch_save({"weights": weights, "dim": dim, "pca": state}, cache)
+    save_checkpoint_file({"weights": weights, "dim": dim, "pca": state}, cache)
 
 
 def _read_pca_cache(cache: Optional[Union[str, Path]], weights: str, dim: int) -> Optional[Dict[str, torch.Tensor]]:
@@ -182,8 +182,8 @@ def _read_pca_cache(cache: Optional[Union[str, Path]], weights: str, dim: int) -
     if cache is None or not Path(cache).is_file():
         return None
     try:
-        payload = torch.load(cache, map_location="cpu", weights_only=False)
-    except Exception:  # an unreadable cache is refitted, never trusted
+        payload = load_checkpoint_file(cache)
+    except CheckpointError:  # an unreadable cache is refitted, never trusted
         return None
     if not isinstance(payload, dict) or payload.get("weights") != weights or payload.get("dim") != dim:
         return None

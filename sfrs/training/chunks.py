@@ -39,8 +39,11 @@ class MinedChunk:
 
     @classmethod
     def from_state(cls, state: Dict[str, Any]) -> "MinedChunk":
-        return cls(rows=state["rows"], tuples=state["tuples"], num_negatives=int(state["num_negatives"]),
-                   teacher=state.get("teacher"))
+        """The chunk of :meth:`to_state`, its arrays stored as tensors or (version 2 states) numpy."""
+        teacher = state.get("teacher")
+        return cls(rows=np.asarray(state["rows"]), tuples=np.asarray(state["tuples"]),
+                   num_negatives=int(state["num_negatives"]),
+                   teacher=None if teacher is None else np.asarray(teacher))
 
 
 def mine_chunk(

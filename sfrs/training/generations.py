@@ -53,11 +53,15 @@ def train(
     progress: bool = True,
     log: Callable[[str], None] = print,
     on_step: Callable[[], None] = lambda: None,
+    trust_checkpoint: bool = False,
 ) -> Dict[str, Any]:
     """Train ``config``'s schedule into the run folder ``output`` (resuming what is there),
-    as ``sfrs-train`` does; returns the results (``results.json``'s content)."""
-    run = prepare_run(config, output, device=torch.device(device), progress=progress, log=log)
-    state = load_state(run.paths.last)
+    as ``sfrs-train`` does; returns the results (``results.json``'s content).
+    ``trust_checkpoint`` reads model and state files holding pickled objects (older
+    formats, ``train.init_from``), which can run code."""
+    run = prepare_run(config, output, device=torch.device(device), progress=progress, log=log,
+                      trust_checkpoint=trust_checkpoint)
+    state = load_state(run.paths.last, run.trust_checkpoint)
     if state is not None:
         check_same_run(state.config, to_dict(config), run.paths.root)
         p = state.position
@@ -103,7 +107,10 @@ def run_generation(run: TrainingRun, g: int, schedule: GenerationConfig, state: 
     resuming = position.started
     started = time.perf_counter()
     # 1. the student
-    network = load_network(run.paths.last, run.device) if resuming else student_for(run, g, schedule)
+    if resuming:
+        network = load_network(run.paths.last, run.device, run.trust_checkpoint)
+    else:
+        network = student_for(run, g, schedule)
     # 2. the objective: the loss terms active in this generation
     context = TermContext(generation=g, schedule=schedule, temperature=config.loss.temperature, network=network)
     objective = Objective(network, build_terms(config.loss, context)).to(run.device)

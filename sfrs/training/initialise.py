@@ -51,7 +51,7 @@ def student_for(run, generation: int, schedule: GenerationConfig) -> GeoNet:
     ``student_init: continue``, the previous generation's final model."""
     if schedule.student_init == "continue" and generation > 0:
         run.log(f"generation {generation}: student continues from generation {generation - 1}")
-        return load_network(run.paths.generation_final(generation - 1), run.device)
+        return load_network(run.paths.generation_final(generation - 1), run.device, run.trust_checkpoint)
     return initial_network(run)
 
 
@@ -61,7 +61,7 @@ def initial_network(run) -> GeoNet:
     ``train.init_from``, that model's weights instead (same architecture required)."""
     cfg = run.config
     if cfg.train.init_from:
-        return _from_model_file(cfg.train.init_from, cfg.model, run.device)
+        return _from_model_file(cfg.train.init_from, cfg.model, run.device, run.trust_checkpoint)
     key = fingerprint(model=to_dict(cfg.model), seed=cfg.seed, data=run.data_fingerprint)
     path = run.paths.cache / f"init_{key}.pt"
     if not path.exists() and distributed.is_main():
@@ -77,15 +77,15 @@ def initial_network(run) -> GeoNet:
                     f"training images (alpha {alpha:.1f}); cached in {path}")
         model.save(path)
     distributed.barrier()
-    return load_network(path, run.device)
+    return load_network(path, run.device, run.trust_checkpoint)
 
 
 #: model settings that must agree for a model file's weights to initialise a student.
 _ARCHITECTURE_KEYS = ("backbone", "head", "head_options", "input_size")
 
 
-def _from_model_file(path: str, model_config, device) -> GeoNet:
-    network = load_network(path, device)
+def _from_model_file(path: str, model_config, device, trust: bool) -> GeoNet:
+    network = load_network(path, device, trust)
     given, wanted = to_dict(network.config), to_dict(model_config)
     different = [key for key in _ARCHITECTURE_KEYS if given[key] != wanted[key]]
     if different:

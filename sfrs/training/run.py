@@ -28,7 +28,8 @@ def split_fingerprint(split: Split) -> str:
 
 
 class TrainingRun:
-    """One run: ``config`` trained into ``paths``; the splits are opened on construction."""
+    """One run: ``config`` trained into ``paths``; the splits are opened on construction.
+    ``trust_checkpoint``: read model and state files holding pickled objects (which can run code)."""
 
     def __init__(
         self,
@@ -38,8 +39,10 @@ class TrainingRun:
         device: torch.device,
         progress: bool = True,
         log: Callable[[str], None] = print,
+        trust_checkpoint: bool = False,
     ) -> None:
         self.config = config
+        self.trust_checkpoint = trust_checkpoint
         self.paths = RunPaths(Path(output))
         self.device = device
         self.progress = progress

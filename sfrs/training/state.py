@@ -3,7 +3,9 @@ a resumed run needs to continue bit for bit (weights, optimiser, miner memory, l
 terms' state, the chunk of tuples in progress, random generators).
 
 Only ``checkpoints/last.pt`` and the epoch checkpoints hold a state; they are written
-atomically, so a run killed at any moment resumes from the last one written.
+atomically, so a run killed at any moment resumes from the last one written. Since
+version 3 they hold tensors and plain data only (numpy arrays as tensors, read back with
+``np.asarray``); version 2 files hold numpy objects and are read only when trusted.
 """
 from __future__ import annotations
 
@@ -17,10 +19,11 @@ import numpy as np
 import torch
 
 from sfrs.errors import CheckpointError, ConfigError
-from sfrs.utils.io import atomic_torch_save
+from sfrs.utils.checkpoint_file import load_checkpoint_file, save_checkpoint_file
 
 STATE_FORMAT = "sfrs-train-state"
-STATE_VERSION = 2
+STATE_VERSION = 3
+READABLE_VERSIONS = (2, 3)
 
 #: config keys that may differ on resume (they change speed, not results).
 RESUME_MAY_CHANGE = {("data", "num_workers"), ("data", "batch_size")}
@@ -76,12 +79,19 @@ class TrainingState:
 
 
 def rng_state() -> Dict[str, Any]:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    name, key, pos, has_gauss, gauss = np.random.get_state()
+    numpy_state = {"name": name, "key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
+                   "has_gauss": int(has_gauss), "gauss": float(gauss)}
+    return {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
 
 
 def set_rng_state(state: Dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    numpy_state = state["numpy"]
+    if isinstance(numpy_state, dict):  # version 3; version 2 kept numpy's own tuple
+        numpy_state = (numpy_state["name"], np.asarray(numpy_state["key"]).astype(np.uint32),
+                       numpy_state["pos"], numpy_state["has_gauss"], numpy_state["gauss"])
+    np.random.set_state(numpy_state)
     random.setstate(state["python"])
 
 
@@ -93,21 +103,19 @@ def save_state(path: Path, state: TrainingState) -> None:
         "history": dataclasses.asdict(state.history),
         "rng": rng_state(),
     }
-    atomic_torch_save(payload, path)
+    save_checkpoint_file(payload, path)
 
 
-def load_state(path: Path) -> Optional[TrainingState]:
-    """The state in ``path`` (random generators restored), or None when there is none."""
+def load_state(path: Path, trust: bool = False) -> Optional[TrainingState]:
+    """The state in ``path`` (random generators restored), or None when there is none;
+    ``trust`` also reads a file holding pickled objects (version 2)."""
     if not path.exists():
         return None
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise CheckpointError(f"{path}: cannot read training state ({type(exc).__name__}); "
-                              "remove it to resume from the last epoch checkpoint") from None
+    payload = load_checkpoint_file(path, trust, what="training state",
+                                   hint="remove it to resume from the last epoch checkpoint")
     if not isinstance(payload, dict) or payload.get("format") != STATE_FORMAT:
         raise CheckpointError(f"{path}: not an sfrs training state")
-    if payload.get("version") != STATE_VERSION:
+    if payload.get("version") not in READABLE_VERSIONS:
         raise CheckpointError(f"{path}: training state version {payload.get('version')} is not "
                               f"{STATE_VERSION}; it was written by another sfrs version: use another --output")
     set_rng_state(payload["rng"])

@@ -40,7 +40,7 @@ def teacher_labels(run: TrainingRun, generation: int, schedule: GenerationConfig
     read from ``softlabels/gen{generation}.h5`` when that file was made by the same
     teacher, data and settings, else computed (sharded over processes) and written."""
     teacher_path = run.paths.generation_final(generation - 1)
-    teacher = load_network(teacher_path, run.device)
+    teacher = load_network(teacher_path, run.device, run.trust_checkpoint)
     mining = run.config.mining
     expected = fingerprint(
         teacher=model_fingerprint(teacher), data=run.data_fingerprint, generation=generation,

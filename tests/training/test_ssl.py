@@ -150,7 +150,7 @@ def test_stateful_terms__resume_exactly_and_stay_out_of_the_model(term, tmp_path
     if term == "moco":
         assert int(a["terms"]["moco.written"]) == 2 * 16  # 16 tuples, each a pair and a self-pair
     # self-pairs need each query's hardest negative: the miner ran
-    assert np.any(a["miner"]["previous_hardest"] >= 0)
+    assert np.any(np.asarray(a["miner"]["previous_hardest"]) >= 0)
     saved = load_network(tmp_path / "reference" / "best.pt").state_dict()
     assert not any("projection" in key or "target" in key for key in saved)
 
@@ -158,5 +158,5 @@ def test_stateful_terms__resume_exactly_and_stay_out_of_the_model(term, tmp_path
 def test_ssl_only__mines_no_hard_negatives(tmp_path, private_cache):
     run(ssl_config("simclr"), tmp_path)
     state = torch.load(tmp_path / "checkpoints" / "gen0_ep0.pt", weights_only=False)
-    assert np.all(state["miner"]["previous_hardest"] == -1)
+    assert np.all(np.asarray(state["miner"]["previous_hardest"]) == -1)
     assert any(key.startswith("simclr.projection") for key in state["terms"])

@@ -95,8 +95,8 @@ def test_resume__refuses_another_config(uninterrupted):
 
 def test_hard_negative_memory__carries_into_the_next_generation(uninterrupted):
     output, _ = uninterrupted
-    end_of_gen0 = torch.load(output / "checkpoints" / "gen0_ep0.pt", weights_only=False)["miner"]["previous_hardest"]
-    gen1 = torch.load(output / "checkpoints" / "gen1_ep0.pt", weights_only=False)["miner"]["previous_hardest"]
+    end_of_gen0 = np.asarray(torch.load(output / "checkpoints" / "gen0_ep0.pt", weights_only=True)["miner"]["previous_hardest"])
+    gen1 = np.asarray(torch.load(output / "checkpoints" / "gen1_ep0.pt", weights_only=True)["miner"]["previous_hardest"])
     mined_in_gen0 = np.all(end_of_gen0 >= 0, axis=1)
     mined_in_gen1 = np.any(gen1 != end_of_gen0, axis=1)
     # queries mined in generation 0 but not in generation 1 still remember their negatives
