@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -124,3 +125,56 @@ def test_loss_terms__merge_by_name_from_yaml_and_overrides(tmp_path):
         "hard": {"weight": 1.0, "loss": "triplet"}, "soft": {"weight": 1.0},
         "extra": {"weight": 0.5, "temperature": 0.1},
     }
+
+
+def test_numbers__read_in_every_usual_notation_from_yaml_and_set(tmp_path):
+    yaml_path = tmp_path / "c.yaml"
+    yaml_path.write_text("optim: {lr: 1e-4, momentum: .5, weight_decay: 5.}\n"
+                         "mining: {negatives: 1E1, cache_refresh: 010}\ntrain: {best_metric: 10}\n")
+    config = build_config(Config, yaml_path, overrides=["loss.temperature=-2e+3", "data.batch_size='3'"])
+    assert (config.optim.lr, config.optim.momentum, config.optim.weight_decay) == (1e-4, 0.5, 5.0)
+    assert (config.mining.negatives, config.mining.cache_refresh) == (10, 10)
+    assert config.loss.temperature == -2000.0 and config.data.batch_size == 3
+    assert config.train.best_metric == "10"
+    config = build_config(Config, overrides=["optim.lr=1E-3", "train.best_metric=10", "loss.terms.soft.weight=1e-1"])
+    assert config.optim.lr == 1e-3 and config.train.best_metric == "10"
+    assert config.loss.terms["soft"]["weight"] == 0.1
+
+
+def test_load_yaml__numbers_as_python_reads_them_and_booleans_kept(tmp_path):
+    yaml_path = tmp_path / "c.yaml"
+    yaml_path.write_text("a: 1e-4\nb: -.5\nc: 0x1F\nd: true\ne: yes\nf: 1.2.3\ng: ~\nh: '1e-4'\n")
+    assert load_yaml(yaml_path) == {"a": 1e-4, "b": -0.5, "c": 31, "d": True, "e": True, "f": "1.2.3", "g": None,
+                                    "h": "1e-4"}
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("optim.lr=.nan", "'optim.lr' must be a finite number, got nan"),
+        ("optim.lr=.inf", "'optim.lr' must be a finite number, got inf"),
+        ("optim.lr='inf'", "'optim.lr' must be a finite number, got 'inf'"),
+        ("mining.negatives=3.5", "'mining.negatives' must be an integer, got 3.5"),
+        ("mining.negatives='3.5'", "'mining.negatives' must be an integer, got '3.5'"),
+        ("mining.negatives=many", "'mining.negatives' must be an integer, got 'many'"),
+        ("train.best_metric=true", "'train.best_metric' must be a string"),
+    ],
+)
+def test_numbers__refused_with_the_key_named(override, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        build_config(Config, overrides=[override])
+
+
+def test_adapt_config__reads_exponent_notation():
+    from sfrs.adaptation import load_adapt_config
+
+    config = load_adapt_config(overrides=["optim.lr=1e-3", "optim.weight_decay=1E-2"], direct={"data.dataset": "x"})
+    assert (config.optim.lr, config.optim.weight_decay) == (1e-3, 1e-2)
+
+
+@pytest.mark.parametrize("best", ["50", "val R@5", "R@5"])
+def test_best_metric__outside_eval_recall_at_names_both_keys_and_the_allowed_values(best):
+    with pytest.raises(ConfigError, match=re.escape(
+        f"train.best_metric must be one of eval.recall_at (1, 5, 10, 20), the N of val R@N; got '{best}'"
+    )):
+        load_config(overrides=[f"train.best_metric={best}"])

@@ -5,7 +5,7 @@ from typing import Optional, Sequence
 
 import click
 
-from sfrs.cli.common import DEBUG_OPTION, TRUST_CHECKPOINT_OPTION, report_errors, resolve_device
+from sfrs.cli.common import DEBUG_OPTION, TRUST_CHECKPOINT_OPTION, report_errors, resolve_device, version_option
 from sfrs.data import dataset_spec_help
 
 
@@ -28,6 +28,7 @@ from sfrs.data import dataset_spec_help
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 @TRUST_CHECKPOINT_OPTION
 @DEBUG_OPTION
+@version_option("sfrs-adapt")
 @report_errors("sfrs-adapt")
 def main(
     checkpoint: str, dataset: Optional[str], split: Optional[str], images_root: Optional[str], output: str,

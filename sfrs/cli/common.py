@@ -93,3 +93,27 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise click.BadParameter("CUDA was requested but is not available", param_hint="--device")
     return device
+
+
+def installed_version() -> str:
+    """The installed distribution's version; ``sfrs.__version__`` in a tree never installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sfrs")
+    except PackageNotFoundError:
+        import sfrs
+
+        return getattr(sfrs, "__version__", "unknown")
+
+
+def version_option(command_name: str) -> Callable:
+    """``--version``: prints ``<command_name> <version>`` and exits."""
+
+    def show(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+        if value and not ctx.resilient_parsing:
+            click.echo(f"{command_name} {installed_version()}")
+            ctx.exit()
+
+    return click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=show,
+                        help="Show the version and exit.")

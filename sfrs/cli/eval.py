@@ -18,6 +18,7 @@ from sfrs.cli.common import (
     query_resize_override,
     report_errors,
     resolve_device,
+    version_option,
 )
 from sfrs.config import Config, DataConfig, build_config
 from sfrs.data import dataset_spec_help
@@ -37,7 +38,7 @@ UNLABELLED_GRID_ROWS = 20
 @click.option("--threshold", type=float,
               help="Positive radius in metres (default: the data set's conventions, 25 m for every known benchmark).")
 @protocol_options
-@click.option("--recall-at", default="1,5,10,20", show_default=True, help="Comma-separated N of Recall@N.")
+@click.option("--recall-at", help="Comma-separated N of Recall@N (default: the config's eval.recall_at, 1,5,10,20).")
 @click.option("--index", "index_spec", help="faiss index factory string (default Flat = exact).")
 @click.option("--pca", "pca_dim", type=int, help="Fit PCA-whitening to DIM on training descriptors and apply it.")
 @click.option("--pca-output", type=click.Path(dir_okay=False), help="Where to save the model with its PCA (default next to the checkpoint).")
@@ -64,11 +65,12 @@ UNLABELLED_GRID_ROWS = 20
               help="Unlabelled mode: folder for predictions.csv / predictions.png (default ./sfrs_predictions).")
 @TRUST_CHECKPOINT_OPTION
 @DEBUG_OPTION
+@version_option("sfrs-eval")
 @report_errors("sfrs-eval")
 def main(
     checkpoint: Optional[str], dataset: Optional[str], images_root: Optional[str], split: str,
     threshold: Optional[float], nms: Optional[bool], query_resize: Optional[int], no_query_resize: bool,
-    recall_at: str, index_spec: Optional[str], pca_dim: Optional[int],
+    recall_at: Optional[str], index_spec: Optional[str], pca_dim: Optional[int],
     pca_output: Optional[str], json_path: Optional[str], save_descriptors: Optional[str],
     config_path: Optional[str], overrides: Sequence[str], pretrained: Optional[str], seed: int,
     batch_size: Optional[int], num_workers: Optional[int], device: str, no_progress: bool,
@@ -80,7 +82,7 @@ def main(
     (top-k only), report Recall@N within the positive radius.
 
     The data set's conventions (radius, spatial NMS, query resize: Tokyo 24/7 gets NMS by
-    panorama and queries with a shorter side of 640) apply as in tools/eval_all.py, unless
+    panorama and queries with a shorter side of 640) apply as in sfrs-eval-all, unless
     --threshold, --nms/--no-nms, --query-resize/--no-query-resize override them; the
     report states the protocol and where each value came from.
 
@@ -98,7 +100,6 @@ def main(
             "--pca-output": pca_output, "--json": json_path, "--save-descriptors": save_descriptors,
             "--nms/--no-nms": nms, "--query-resize": query_resize, "--no-query-resize": no_query_resize or None,
         })
-    ns = _parse_recall_at(recall_at)
     config: Config = build_config(
         Config,
         config_path,
@@ -107,6 +108,7 @@ def main(
             "data.dataset": dataset, "data.images_root": images_root,
             "data.eval_positive_radius": threshold, "data.batch_size": batch_size,
             "data.num_workers": num_workers, "eval.index": index_spec, "eval.pca_dim": pca_dim,
+            "eval.recall_at": _parse_recall_at(recall_at) if recall_at else None,
             "model.pretrained": pretrained, "seed": seed,
         },
     )
@@ -121,6 +123,7 @@ def main(
         return
     if not distributed.launched_by_torchrun():
         resolve_device(device)  # validates the name and CUDA availability
+    ns = _checked_recall_at(config.eval.recall_at)
     torch_device = distributed.setup(device)
     try:
         _evaluate_labelled(config, split, ns, protocol, checkpoint, pca_output, save_descriptors, json_path,
@@ -281,6 +284,12 @@ def _parse_recall_at(text: str) -> tuple:
     if not ns or ns[0] < 1:
         raise click.BadParameter("values must be positive integers", param_hint="--recall-at")
     return ns
+
+
+def _checked_recall_at(ns: Sequence[int]) -> tuple:
+    if not ns or min(ns) < 1:
+        raise ConfigError(f"eval.recall_at must list positive integers, got {list(ns)}")
+    return tuple(sorted(set(ns)))
 
 
 def _train_split_or(data, fallback):

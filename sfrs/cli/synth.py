@@ -6,7 +6,7 @@ from typing import Optional
 
 import click
 
-from sfrs.cli.common import DEBUG_OPTION, report_errors
+from sfrs.cli.common import DEBUG_OPTION, report_errors, version_option
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,6 +18,7 @@ from sfrs.cli.common import DEBUG_OPTION, report_errors
                    "(building ids as folders), for sfrs-adapt --dataset u1652:<folder>.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @DEBUG_OPTION
+@version_option("sfrs-synth")
 @report_errors("sfrs-synth")
 def main(output: Optional[str], size: str, seed: int, cross_view: bool, no_progress: bool, debug: bool) -> None:
     """Generate the synthetic city (deterministic in --size and --seed)."""

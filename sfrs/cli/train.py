@@ -8,7 +8,7 @@ from typing import Optional, Sequence
 import click
 
 from sfrs import distributed
-from sfrs.cli.common import DEBUG_OPTION, TRUST_CHECKPOINT_OPTION, report_errors, resolve_device
+from sfrs.cli.common import DEBUG_OPTION, TRUST_CHECKPOINT_OPTION, report_errors, resolve_device, version_option
 from sfrs.config import Config, load_config
 from sfrs.data import dataset_spec_help
 
@@ -31,6 +31,7 @@ from sfrs.data import dataset_spec_help
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 @TRUST_CHECKPOINT_OPTION
 @DEBUG_OPTION
+@version_option("sfrs-train")
 @report_errors("sfrs-train")
 def main(
     config_path: Optional[str], dataset: Optional[str], images_root: Optional[str], output: Optional[str],

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -12,6 +14,45 @@ import yaml
 
 from sfrs.errors import ConfigError
 
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+_INT_TAG = "tag:yaml.org,2002:int"
+
+
+class NumberLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 numbers: PyYAML follows YAML 1.1, where ``1e-4``
+    (no dot) is a string and ``010`` is octal 8; here both read as Python reads them.
+    Booleans, null and the rest stay YAML 1.1."""
+
+
+NumberLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_FLOAT_TAG, _INT_TAG)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+NumberLoader.add_implicit_resolver(
+    _INT_TAG, re.compile(r"^(?:[-+]?[0-9][0-9_]*|0x[0-9a-fA-F_]+|0o[0-7_]+|0b[01_]+)$"), list("-+0123456789"),
+)
+NumberLoader.add_implicit_resolver(
+    _FLOAT_TAG,
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*\.[0-9_]*|\.[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)?
+                    |[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+
+                    |[-+]?\.(?:inf|Inf|INF)
+                    |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."),
+)
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    text = loader.construct_scalar(node).replace("_", "")
+    # base 0 would refuse "010", which YAML 1.2 reads as decimal 10
+    return int(text, 0 if text[:2].lower() in ("0x", "0o", "0b") else 10)
+
+
+NumberLoader.add_constructor(_INT_TAG, _construct_int)
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML text -> Python values, numbers read as Python reads them (:class:`NumberLoader`)."""
+    return yaml.load(text, Loader=NumberLoader)  # safe: NumberLoader is a SafeLoader
 
 
 def to_dict(obj: Any) -> Any:
@@ -82,24 +123,43 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         value_type = args[1] if args else Any
         return {str(k): _coerce(value_type, v, f"{key}.{k}") for k, v in value.items()}
     if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"config key '{key}' must be a number, got {value!r}")
-        return float(value)
+        return _finite_number(value, key)
     if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and re.fullmatch(r"\s*[-+]?[0-9][0-9_]*\s*", value):
+            return int(value)  # exact, where a float would round large values
+        number = _finite_number(value, key, "an integer")
+        if not number.is_integer():
             raise ConfigError(f"config key '{key}' must be an integer, got {value!r}")
-        return value
+        return int(number)
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"config key '{key}' must be true or false, got {value!r}")
         return value
     if tp is str:
+        # a name that looks like a number ("5", a split "2019") arrives from YAML as one
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
         if not isinstance(value, str):
             raise ConfigError(f"config key '{key}' must be a string, got {value!r}")
         return value
     raise ConfigError(f"config key '{key}': unsupported type {_type_name(tp)}")
 
 
+
+
+def _finite_number(value: Any, key: str, kind: str = "a number") -> float:
+    """``value`` as a float: a number or its text (``"1e-4"``, ``".5"``); not nan or inf."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ConfigError(f"config key '{key}' must be {kind}, got {value!r}")
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        raise ConfigError(f"config key '{key}' must be {kind}, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ConfigError(f"config key '{key}' must be a finite number, got {value!r}")
+    return number
 
 
 def load_yaml(path: Union[str, Path]) -> Dict[str, Any]:
@@ -109,7 +169,7 @@ def load_yaml(path: Union[str, Path]) -> Dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config ({exc.strerror or exc})") from None
     try:
-        data = yaml.safe_load(text)
+        data = parse_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -161,7 +221,7 @@ def parse_override(text: str) -> Tuple[List[str], Any]:
     if not key:
         raise ConfigError(f"--set expects key=value, got '{text}'")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = parse_yaml(raw) if raw.strip() else ""
     except yaml.YAMLError:
         raise ConfigError(f"--set {key}: cannot parse value '{raw}'") from None
     return key.split("."), value

@@ -73,4 +73,5 @@ def validate_config(config: Config) -> None:
             "eval.recall_at must list positive integers")
     allowed = [str(n) for n in config.eval.recall_at]
     require(config.train.best_metric in allowed,
-            f"train.best_metric '{config.train.best_metric}' must be one of eval.recall_at ({', '.join(allowed)})")
+            f"train.best_metric must be one of eval.recall_at ({', '.join(allowed)}), the N of val R@N; "
+            f"got '{config.train.best_metric}'")

@@ -1,5 +1,5 @@
 """Reports over many evaluations: one checkpoint on every benchmark under a datasets root
-(``tools/eval_all.py``), as JSON, CSV, Markdown and figures.
+(``sfrs-eval-all``), as JSON, CSV, Markdown and figures.
 
 Import report names from here (``from sfrs.reports import EvalAllOptions, run_all``).
 """

@@ -120,3 +120,13 @@ def test_debug__shows_the_traceback(tmp_path):
     write_vg(root, names_db=["photo.jpg"], names_q=["@1@0@.jpg"])
     with pytest.raises(Exception, match="photo.jpg"):
         CliRunner().invoke(eval_main, ["--dataset", str(root), "--debug"] + SETS, catch_exceptions=False)
+
+
+def test_recall_at__comes_from_the_config_unless_the_flag_is_given(tiny_city_root, tmp_path):
+    code, out = run(["--dataset", "synthetic:tiny", "--set", "eval.recall_at=[1, 3]", "--json", str(tmp_path / "c.json")]
+                    + SETS)
+    assert code == 0, out
+    assert set(json.loads((tmp_path / "c.json").read_text())["recall"]) == {"1", "3"}
+    code, out = run(["--dataset", "synthetic:tiny", "--recall-at", "2", "--json", str(tmp_path / "f.json")] + SETS)
+    assert code == 0, out
+    assert set(json.loads((tmp_path / "f.json").read_text())["recall"]) == {"2"}

@@ -116,3 +116,12 @@ def test_non_finite_loss__stops_naming_the_step(tmp_path, monkeypatch):
     monkeypatch.setattr(Objective, "forward", poisoned)
     with pytest.raises(TrainingError, match=r"non-finite loss at generation 0, epoch 0, step 0"):
         run(tiny_config(), tmp_path)
+
+
+def test_eval_recall_at__chooses_the_recorded_recalls_and_the_best_metric(tmp_path):
+    config = load_config(overrides=TINY_TRAINING + ["eval.recall_at=[1, 2, 3]", "train.best_metric=2"],
+                         generations=1, epochs=1)
+    results = run(config, tmp_path)
+    assert results["best"]["metric"] == "val R@2"
+    assert set(results["best"]["val"]) == set(results["generations"][0]["test"]) == {"1", "2", "3"}
+    assert "| val R@1 | val R@2 | val R@3 |" in (tmp_path / "results.md").read_text()
