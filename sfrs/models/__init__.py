@@ -1,6 +1,6 @@
 """Networks for place recognition: backbone (B,3,H,W) -> (B,C,h,w), head -> (B,D)
 L2-normalised, optional PCA-whitening and label-free adapter, saved with the description
-that rebuilds them.
+that rebuilds them; the SFRS authors' released models converted to that form.
 
 Import model names from here (``from sfrs.models import build_network, load_network``).
 """
@@ -9,6 +9,7 @@ from sfrs.models.backbones import IMAGENET_MEAN, IMAGENET_STD, Backbone, build_b
 from sfrs.models.heads import REGION_NAMES, GeM, NetVLAD, build_head, list_heads
 from sfrs.models.init import init_netvlad, sample_local_descriptors
 from sfrs.models.network import GeoNet, build_network, load_network, network_from_payload
+from sfrs.models.openibl import convert_openibl
 from sfrs.models.whitening import PCAWhitening
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "build_network",
     "load_network",
     "network_from_payload",
+    "convert_openibl",
     "Backbone",
     "build_backbone",
     "list_backbones",

@@ -8,7 +8,7 @@ state that nests one) to a network.
 Model file layout (``format`` ``sfrs-model``, ``version`` 1)::
 
     model_config  dict of ModelConfig      state_dict  weights without the PCA
-    pca           None or {"mean": (D,), "projection": (D, dim)}
+    pca           None or {"mean": (D,), "projection": (D, dim)[, "bias": (dim,)]}
     adapter       absent / None, or an Adapter payload (label-free adaptation, after the PCA)
     ...           metadata added by GeoNet.save(extra=...)
 
@@ -209,7 +209,7 @@ def network_from_payload(payload: Any, source: str = "<checkpoint>") -> GeoNet:
         raise CheckpointError(f"{source}: weights do not fit the described model ({first})") from None
     if payload.get("pca"):
         pca_state = payload["pca"]
-        model.set_pca(PCAWhitening(pca_state["mean"].clone(), pca_state["projection"].clone()))
+        model.set_pca(PCAWhitening.from_state(pca_state))
     if payload.get("adapter"):
         try:
             model.set_adapter(Adapter.from_payload(payload["adapter"], source))

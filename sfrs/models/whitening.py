@@ -6,20 +6,25 @@ attaching it to a network is :mod:`sfrs.retrieval.pca`.
 """
 from __future__ import annotations
 
+from typing import Mapping, Optional
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 
 class PCAWhitening(nn.Module):
-    """``x (B, D) -> normalize((x - mean) @ projection) (B, dim)``.
+    """``x (B, D) -> normalize((x - mean) @ projection [+ bias]) (B, dim)``.
 
     Buffers (saved in ``state_dict`` and in a model file's ``pca`` entry): ``mean`` (D,)
     and ``projection`` (D, dim), whose columns are the principal directions divided by
-    sqrt(eigenvalue).
+    sqrt(eigenvalue); optionally ``bias`` (dim,). A whitening stored as a layer
+    ``y = W v + b`` (the SFRS authors' released model folds its PCA into a 1x1
+    convolution) is ``mean = 0``, ``projection = W^T``, ``bias = b``: recovering a mean
+    from ``b`` would mean solving an under-determined system.
     """
 
-    def __init__(self, mean: Tensor, projection: Tensor) -> None:
+    def __init__(self, mean: Tensor, projection: Tensor, bias: Optional[Tensor] = None) -> None:
         super().__init__()
         mean = torch.as_tensor(mean, dtype=torch.float32)
         projection = torch.as_tensor(projection, dtype=torch.float32)
@@ -28,8 +33,20 @@ class PCAWhitening(nn.Module):
                 f"PCAWhitening needs mean (D,) and projection (D, dim), got {tuple(mean.shape)} "
                 f"and {tuple(projection.shape)}"
             )
+        if bias is not None:
+            bias = torch.as_tensor(bias, dtype=torch.float32)
+            if bias.shape != projection.shape[1:]:
+                raise ValueError(f"PCAWhitening bias must have shape ({projection.shape[1]},), got {tuple(bias.shape)}")
+            bias = bias.clone()
         self.register_buffer("mean", mean.clone())
         self.register_buffer("projection", projection.clone())
+        # absent from state_dict when None: files of whitenings without one stay as they were
+        self.register_buffer("bias", bias)
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Tensor]) -> "PCAWhitening":
+        """The whitening of a ``state_dict`` (a model file's ``pca`` entry)."""
+        return cls(state["mean"], state["projection"], state.get("bias"))
 
     @classmethod
     def empty(cls, in_dim: int, out_dim: int) -> "PCAWhitening":
@@ -46,11 +63,12 @@ class PCAWhitening(nn.Module):
 
     def project(self, x: Tensor) -> Tensor:
         """Whitened (B, dim) before L2 normalisation (identity covariance on the fit data)."""
-        return (x.to(self.projection.dtype) - self.mean) @ self.projection
+        projected = (x.to(self.projection.dtype) - self.mean) @ self.projection
+        return projected if self.bias is None else projected + self.bias
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, D) -> L2-normalised (B, dim)."""
         return F.normalize(self.project(x), p=2, dim=1)
 
     def extra_repr(self) -> str:
-        return f"{self.in_dim} -> {self.out_dim}"
+        return f"{self.in_dim} -> {self.out_dim}" + (", bias" if self.bias is not None else "")
