@@ -5,7 +5,7 @@ from typing import Optional
 
 import click
 
-from sfrs.cli.common import DEBUG_OPTION, report_errors, version_option
+from sfrs.cli.common import DEBUG_OPTION, TRUST_CHECKPOINT_OPTION, report_errors, version_option
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,22 +20,24 @@ from sfrs.cli.common import DEBUG_OPTION, report_errors, version_option
               help="Principal directions kept from the PCA file (default 4096, as the authors).")
 @click.option("--whiten/--no-whiten", default=None,
               help="Divide the kept directions by sqrt(eigenvalue) (default: whiten, as the authors).")
+@TRUST_CHECKPOINT_OPTION
 @DEBUG_OPTION
 @version_option("sfrs-convert")
 @report_errors("sfrs-convert")
 def main(source: str, source_format: str, output: str, pca_path: Optional[str], pca_dim: Optional[int],
-         whiten: Optional[bool], debug: bool) -> None:
+         whiten: Optional[bool], trust_checkpoint: bool, debug: bool) -> None:
     """Convert SOURCE into an sfrs model file that carries its pre-processing, for
     sfrs-eval, sfrs-eval-all and sfrs-train --init-from.
 
-    SOURCE is loaded as a trusted checkpoint (as --trust-checkpoint does elsewhere): the
-    authors saved their models as pickles, and unpickling can run code, so name only a
-    file from their release or from your own OpenIBL training. The file written holds
-    tensors and plain data only, and opens in every command without that trust.
+    SOURCE is read without running code (the released hub file is a plain state dict); a
+    training checkpoint that holds other pickled objects is refused in one line unless
+    --trust-checkpoint is given, which unpickles it in full: give it only for a file from
+    the authors' release or your own OpenIBL training. The file written holds tensors and
+    plain data only, and opens in every command without that trust.
     """
     from sfrs.models import convert_openibl
 
-    converted = convert_openibl(source, pca_path, pca_dim=pca_dim, whiten=whiten)
+    converted = convert_openibl(source, pca_path, pca_dim=pca_dim, whiten=whiten, trust=trust_checkpoint)
     click.echo(converted.description)
     network = converted.network
     network.save(output, extra={"converted_from": converted.source})

@@ -78,11 +78,13 @@ def convert_openibl(
     pca_dim: Optional[int] = None,
     whiten: Optional[bool] = None,
     input_size: Tuple[int, int] = OPENIBL_INPUT_SIZE,
+    trust: bool = False,
 ) -> Converted:
     """The network of an OpenIBL hub file or training checkpoint (with its PCA file).
 
-    ``path`` is unpickled in full (the authors' files are pickles), so it must come from a
-    source the caller trusts. A training checkpoint takes its PCA from ``pca_path``, else
+    ``path`` is read with ``weights_only`` (the hub file, a plain state dict, needs no
+    more); a file holding other pickled objects (e.g. a training checkpoint saved with
+    numpy values) is refused unless ``trust``, since unpickling it can run code. A training checkpoint takes its PCA from ``pca_path``, else
     from ``pca_params_<stem>.h5`` next to it when present, else has none (512K-d output):
     the first ``pca_dim`` (default 4,096) principal directions, divided by
     sqrt(eigenvalue) unless ``whiten`` is False. A hub file has its PCA already.
@@ -95,7 +97,7 @@ def convert_openibl(
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: file not found")
-    content = load_checkpoint_file(path, trust=True, what="OpenIBL model file")
+    content = load_checkpoint_file(path, trust=trust, what="OpenIBL model file")
     layout, state, source = _unwrap(content, path)
     if layout == HUB and (pca_path is not None or pca_dim is not None or whiten is not None):
         raise ConfigError(f"{path}: a hub file holds its PCA-whitening already; "

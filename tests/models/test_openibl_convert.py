@@ -253,6 +253,25 @@ def test_cli__bad_file_is_one_line_and_exit_code_2(hub_file, tmp_path):
     assert not (tmp_path / "o.pt").exists()
 
 
+def test_cli__checkpoint_holding_pickled_objects_needs_trust_checkpoint(tmp_path):
+    """A training checkpoint saved with numpy values cannot be read without unpickling:
+    refused in one line naming the file, converted with --trust-checkpoint."""
+    import numpy as np
+
+    state = random_state(3)
+    source = tmp_path / "checkpoint2_4.pth.tar"
+    torch.save({"state_dict": OrderedDict(("module." + k, v) for k, v in state.items()),
+                "epoch": 5, "best_recall5": np.float64(0.91)}, source)
+    command = ["--from", "openibl", str(source), "--output", str(tmp_path / "o.pt")]
+    refused = CliRunner().invoke(convert_main, command)
+    assert refused.exit_code == 2 and len(refused.output.strip().splitlines()) == 1
+    assert str(source) in refused.output and "--trust-checkpoint" in refused.output
+    assert not (tmp_path / "o.pt").exists()
+    trusted = CliRunner().invoke(convert_main, [*command, "--trust-checkpoint"])
+    assert trusted.exit_code == 0, trusted.output
+    assert torch.load(tmp_path / "o.pt", weights_only=True)["converted_from"]["layout"] == "training checkpoint"
+
+
 def write_vg_folder(root, images):
     """Two database images and one query (closer to the first) at the model's input size."""
     for kind, names in (("database", ["@0@0@.png", "@100@0@.png"]), ("queries", ["@3@0@.png"])):
