@@ -81,7 +81,7 @@ def main(
     if best:
         click.echo(f"best on {best['metric']}: generation {best['generation']}, epoch {best['epoch']}")
     click.echo(
-        f"wall time {results['seconds'] / 60:.1f} min. Written to {run_dir}: results.md, results.json, "
+        f"wall time {results['seconds'] / 60:.1f} min. Written to {run_dir}: results.md, results.json, train.log, "
         "best.pt, final.pt, checkpoints/, softlabels/, tb/ (tensorboard --logdir "
         f"{run_dir / 'tb'})"
     )

@@ -28,9 +28,10 @@ import torch
 
 from sfrs import distributed
 from sfrs.config import Config, GenerationConfig, save_yaml, to_dict, validate_config
-from sfrs.errors import ConfigError
+from sfrs.errors import ConfigError, SfrsError
 from sfrs.models import load_network
 from sfrs.training.chunks import MinedChunk
+from sfrs.training.hparams import final_metrics, flatten_config, write_hparams
 from sfrs.training.initialise import student_for
 from sfrs.training.mining import HardNegativeMiner
 from sfrs.training.objective import Objective
@@ -61,21 +62,43 @@ def train(
     formats, ``train.init_from``), which can run code."""
     run = prepare_run(config, output, device=torch.device(device), progress=progress, log=log,
                       trust_checkpoint=trust_checkpoint)
+    try:
+        return run_schedule(run, on_step)
+    except SfrsError as exc:
+        run.log.record(f"stopped: {exc}")
+        raise
+    finally:  # also on a failure: what was logged reaches TensorBoard's files and train.log
+        run.close()
+
+
+def run_schedule(run: TrainingRun, on_step: Callable[[], None]) -> Dict[str, Any]:
+    """Every generation of the schedule not done yet; the results at the end."""
+    config = run.config
     state = load_state(run.paths.last, run.trust_checkpoint)
     if state is not None:
         check_same_run(state.config, to_dict(config), run.paths.root)
         p = state.position
-        log(f"resuming {run.paths.root} at generation {p.generation}, epoch {p.epoch}, chunk {p.chunk}, step {p.step}")
+        run.tensorboard_purge_step = p.global_step
+        run.log(f"resuming {run.paths.root} at generation {p.generation}, epoch {p.epoch}, chunk {p.chunk}, "
+                f"step {p.step} (global step {p.global_step})")
     else:  # a resumed run has its generators restored from the checkpoint instead
         seed_everything(config.seed)
         state = TrainingState(config=to_dict(config), position=Position(), history=History())
+        if run.log.continued:
+            run.log(f"starting {run.paths.root} again from the beginning (no checkpoint to resume from)")
     for line in plan_lines(run):
-        log(line)
+        run.log(line)
     clock = time.perf_counter() - state.history.seconds
+    # a run already complete when called has its hparams in TensorBoard already
+    finishes_now = state.position.generation < len(config.train.generations)
     for g in range(state.position.generation, len(config.train.generations)):
         run_generation(run, g, config.train.generations[g], state, clock, on_step)
-    results = write_results(run, state.history, final=True) if distributed.is_main() else to_dict(state.history)
-    run.close()
+    if not distributed.is_main():
+        return to_dict(state.history)
+    results = write_results(run, state.history, final=True)
+    if finishes_now:
+        write_hparams(run.writer, flatten_config(to_dict(config)),
+                      final_metrics(results, run.recall_keys, config.train.best_metric), state.position.global_step)
     return results
 
 
@@ -97,6 +120,7 @@ def prepare_run(config: Config, output: Union[str, Path], *, create: bool = True
         run.paths.make()
         if not run.paths.config.exists():
             save_yaml(config, run.paths.config)
+        run.start_log()
     distributed.barrier()
     return run
 

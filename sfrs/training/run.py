@@ -15,6 +15,7 @@ from sfrs.data import Split, open_dataset
 from sfrs.retrieval import evaluate, extract_descriptors_sharded
 from sfrs.training.mining import TrainingSet, build_training_set
 from sfrs.training.run_folder import RunPaths
+from sfrs.training.run_log import RunLog
 
 
 def split_fingerprint(split: Split) -> str:
@@ -46,7 +47,7 @@ class TrainingRun:
         self.paths = RunPaths(Path(output))
         self.device = device
         self.progress = progress
-        self.log = log
+        self.log = RunLog(log)
         data = config.data
         self.train_split = open_dataset(data.dataset, "train", data.images_root)
         self.val_split = open_dataset(data.dataset, config.train.val_split, data.images_root)
@@ -56,6 +57,14 @@ class TrainingRun:
         )
         self.data_fingerprint = split_fingerprint(self.train_split)
         self._writer = None
+        #: the global step a resumed run continues from: TensorBoard drops what the
+        #: previous process logged from there on, since the resumed run logs it again
+        self.tensorboard_purge_step: Optional[int] = None
+
+    def start_log(self) -> None:
+        """From now on the ``log`` lines also go to ``train.log`` (main process only)."""
+        if distributed.is_main():
+            self.log.open(self.paths.train_log)
 
     @property
     def kept_query_paths(self) -> list:
@@ -78,7 +87,7 @@ class TrainingRun:
             if distributed.is_main():
                 from torch.utils.tensorboard import SummaryWriter
 
-                self._writer = SummaryWriter(str(self.paths.tensorboard))
+                self._writer = SummaryWriter(str(self.paths.tensorboard), purge_step=self.tensorboard_purge_step)
             else:
                 self._writer = _NullWriter()
         return self._writer
@@ -87,6 +96,7 @@ class TrainingRun:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+        self.log.close()
 
     def extract(self, model, paths: Sequence[str], what: str) -> np.ndarray:
         """Global descriptors of ``paths`` in order; each process encodes its shard, all get all."""
@@ -119,6 +129,9 @@ class _NullWriter:
         pass
 
     def add_image(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def flush(self) -> None:
         pass
 
     def close(self) -> None:

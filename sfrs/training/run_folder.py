@@ -3,6 +3,7 @@
 A run folder holds::
 
     config.yaml              the exact configuration (resume refuses a different one)
+    train.log                what the run printed, time-stamped (appended on resume)
     checkpoints/last.pt      the latest resumable state (written every few steps)
     checkpoints/gen{g}_ep{e}.pt  resumable state at the end of each epoch
     checkpoints/gen{g}_final.pt  the model at the end of generation g (teacher of g+1)
@@ -38,6 +39,10 @@ class RunPaths:
 
     def soft_labels(self, generation: int) -> Path:
         return self.root / "softlabels" / f"gen{generation}.h5"
+
+    @property
+    def train_log(self) -> Path:
+        return self.root / "train.log"
 
     @property
     def cache(self) -> Path:

@@ -29,6 +29,10 @@ from sfrs.training.tuples import TupleBatch, TupleDataset
 from sfrs.utils.hashing import fingerprint
 
 
+#: TensorBoard image tag of the per-epoch retrieval examples on the validation split.
+EXAMPLES_TAG = "retrieval/val"
+
+
 class TrainingError(SfrsError):
     """Training cannot go on (e.g. a non-finite loss); the last good checkpoint is kept."""
 
@@ -169,7 +173,7 @@ class Trainer:
         history.epochs.append(record)
         for n, value in val_report["recall"].items():
             run.writer.add_scalar(f"val/recall@{n}", value, position.global_step)
-        self.log_examples(predictions, f"gen{g}/epoch{epoch}")
+        self.log_examples(predictions, len(history.epochs) - 1)
         run.log(f"generation {g} epoch {epoch}: {', '.join(f'{k} {v:.4f}' for k, v in losses.items())}; "
                 f"val {format_recall(val_report)} ({record['seconds']:.0f}s)")
         position.epoch, position.chunk, position.step = epoch + 1, 0, 0
@@ -190,6 +194,8 @@ class Trainer:
         state.terms = self.objective.terms.state_dict()
         state.chunk = chunk.to_state() if chunk is not None else None
         if distributed.is_main():
+            # the events up to this state on disk: a resumed run purges those after it only
+            self.run.writer.flush()
             if extra_path is not None:
                 save_state(extra_path, state)
             save_state(self.run.paths.last, state)
@@ -206,7 +212,9 @@ class Trainer:
                 self.network.save(run.paths.best, extra={"selected_on": f"{run.config.train.val_split} R@{metric}",
                                                          "generation": self.generation, "epoch": epoch})
 
-    def log_examples(self, predictions: Optional[np.ndarray], tag: str) -> None:
+    def log_examples(self, predictions: Optional[np.ndarray], epochs_before: int) -> None:
+        """Retrieval examples under one tag whose step is the number of epochs trained before
+        this one (over all generations), so TensorBoard shows them on one step slider."""
         run = self.run
         count = run.config.train.tensorboard_examples
         if count <= 0 or predictions is None or not distributed.is_main():
@@ -215,7 +223,7 @@ class Trainer:
         positives = split.positives(run.config.data.eval_positive_radius)
         rows = np.linspace(0, split.num_queries - 1, num=min(count, split.num_queries)).astype(int)
         grid = retrieval_grid(split, rows, predictions[rows, :5], positives, thumb=(72, 96))
-        run.writer.add_image(f"retrieval/{tag}", grid, self.state.position.global_step, dataformats="HWC")
+        run.writer.add_image(EXAMPLES_TAG, grid, epochs_before, dataformats="HWC")
 
 
 @dataclass

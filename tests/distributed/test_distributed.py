@@ -79,8 +79,10 @@ def test_two_processes__same_losses_and_weights_as_one(tiny_city_root, tmp_path)
     wb = torch.load(tmp_path / "two" / "final.pt", weights_only=False)["state_dict"]
     for name in wa:
         torch.testing.assert_close(wa[name], wb[name], atol=1e-3, rtol=1e-3)
-    # only the main process writes: one TensorBoard event file, one results file
+    # only the main process writes: one TensorBoard event file, one results file, each line once
     assert len(list((tmp_path / "two" / "tb").glob("events.out.tfevents.*"))) == 1
+    log_one, log_two = ((tmp_path / name / "train.log").read_text().splitlines() for name in ("one", "two"))
+    assert len(log_two) == len(log_one)
 
 
 def test_two_processes__killed_then_resumed_completes(tiny_city_root, tmp_path):
@@ -101,10 +103,14 @@ def test_two_processes__killed_then_resumed_completes(tiny_city_root, tmp_path):
     assert process.poll() is None, "finished before it could be killed"
     os.killpg(process.pid, signal.SIGKILL)  # the launcher and both workers
     process.wait()
+    # what the killed run printed is kept
+    assert any(line.endswith("generation 0: 1 epoch(s); objective 1 x hard: sare_ind (tau 0.07)")
+               for line in (output / "train.log").read_text().splitlines())
     resumed = torchrun(["--no-python"] + train_command(output) + ["--resume"])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     results = json.loads((output / "results.json").read_text())
     assert results["complete"] and [g["generation"] for g in results["generations"]] == [0, 1]
+    assert sum(" resuming " in line for line in (output / "train.log").read_text().splitlines()) == 1
 
 
 def test_eval_under_torchrun__same_recalls_as_one_process(tiny_city_root, tmp_path):
