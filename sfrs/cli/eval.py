@@ -28,6 +28,8 @@ from sfrs.utils.io import atomic_write_json
 
 #: queries shown in predictions.png when --visualize is not given.
 UNLABELLED_GRID_ROWS = 20
+#: predictions per query in unlabelled mode when --top-k is not given.
+UNLABELLED_TOP_K = 5
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -43,7 +45,12 @@ UNLABELLED_GRID_ROWS = 20
 @click.option("--pca", "pca_dim", type=int, help="Fit PCA-whitening to DIM on training descriptors and apply it.")
 @click.option("--pca-output", type=click.Path(dir_okay=False), help="Where to save the model with its PCA (default next to the checkpoint).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the report as JSON.")
-@click.option("--save-descriptors", type=click.Path(dir_okay=False), help="Write descriptors, UTMs and paths to HDF5.")
+@click.option("--save-descriptors", type=click.Path(dir_okay=False),
+              help="Write descriptors, UTMs (labelled splits) and paths to HDF5.")
+@click.option("--predictions", "predictions_path", type=click.Path(dir_okay=False),
+              help="Write the top-k of every query as CSV: query, rank, database_image, distance (squared L2), "
+                   "and on a labelled split metres and correct (the ranking Recall@N was computed from). "
+                   "Unlabelled mode: default OUTPUT/predictions.csv.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config (model used when no checkpoint).")
 @click.option("--set", "overrides", multiple=True, help="Override a config key: --set model.head=gem (repeatable).")
 @click.option("--pretrained", help="Backbone weights without a checkpoint: imagenet, none, or a state-dict path.")
@@ -53,14 +60,16 @@ UNLABELLED_GRID_ROWS = 20
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 @click.option("--visualize", type=int, default=0, show_default=True,
-              help="N example queries with their top-5 and N failures at R@1 as PNG grids "
-                   "(<json stem or ./sfrs_eval>_examples.png / _failures.png); unlabelled mode: "
-                   "queries shown in predictions.png (default 20).")
+              help="N example queries with their top-5 and N failures at R@1 as PNG grids, and a map "
+                   "of the queries by R@1 (<json stem or ./sfrs_eval>_examples.png / _failures.png / "
+                   "_map.png); unlabelled mode: queries shown in predictions.png (default 20).")
 @click.option("--queries", "queries_dir", type=click.Path(file_okay=False),
               help="Unlabelled mode: folder of query images (no coordinates needed); with --database.")
 @click.option("--database", "database_dir", type=click.Path(file_okay=False),
               help="Unlabelled mode: folder of database images; with --queries.")
-@click.option("--top-k", type=int, default=5, show_default=True, help="Unlabelled mode: predictions per query.")
+@click.option("--top-k", type=int,
+              help=f"Predictions per query: unlabelled mode (default {UNLABELLED_TOP_K}), or --predictions on a "
+                   "labelled split (default the largest N of Recall@N).")
 @click.option("--output", type=click.Path(file_okay=False),
               help="Unlabelled mode: folder for predictions.csv / predictions.png (default ./sfrs_predictions).")
 @TRUST_CHECKPOINT_OPTION
@@ -72,9 +81,10 @@ def main(
     threshold: Optional[float], nms: Optional[bool], query_resize: Optional[int], no_query_resize: bool,
     recall_at: Optional[str], index_spec: Optional[str], pca_dim: Optional[int],
     pca_output: Optional[str], json_path: Optional[str], save_descriptors: Optional[str],
-    config_path: Optional[str], overrides: Sequence[str], pretrained: Optional[str], seed: int,
+    predictions_path: Optional[str], config_path: Optional[str], overrides: Sequence[str],
+    pretrained: Optional[str], seed: int,
     batch_size: Optional[int], num_workers: Optional[int], device: str, no_progress: bool,
-    visualize: int, queries_dir: Optional[str], database_dir: Optional[str], top_k: int,
+    visualize: int, queries_dir: Optional[str], database_dir: Optional[str], top_k: Optional[int],
     output: Optional[str], debug: bool,
     trust_checkpoint: bool,
 ) -> None:
@@ -86,20 +96,28 @@ def main(
     --threshold, --nms/--no-nms, --query-resize/--no-query-resize override them; the
     report states the protocol and where each value came from.
 
+    --predictions FILE.csv writes the top-k of every query (query, rank, database_image,
+    distance = squared L2 between descriptors, metres from the query, correct = within the
+    radius), the very ranking Recall@N was computed from (after NMS when the protocol has it).
+
     With --queries DIR --database DIR (images without coordinates) it predicts instead:
     the top-k database images of every query, written to OUTPUT/predictions.csv
-    (query, rank, database_image, distance = squared L2; paths relative to the folders)
+    (query, rank, database_image, distance; paths relative to the folders)
     and OUTPUT/predictions.png."""
 
     if visualize < 0:
         raise click.BadParameter("must be 0 or positive", param_hint="--visualize")
+    if top_k is not None and top_k < 1:
+        raise click.BadParameter("must be a positive integer", param_hint="--top-k")
     unlabelled = queries_dir is not None or database_dir is not None
     if unlabelled:
-        _check_unlabelled_options(queries_dir, database_dir, top_k, {
+        _check_unlabelled_options(queries_dir, database_dir, {
             "--dataset": dataset, "--images-root": images_root, "--threshold": threshold, "--pca": pca_dim,
-            "--pca-output": pca_output, "--json": json_path, "--save-descriptors": save_descriptors,
+            "--pca-output": pca_output, "--json": json_path,
             "--nms/--no-nms": nms, "--query-resize": query_resize, "--no-query-resize": no_query_resize or None,
         })
+    elif top_k is not None and predictions_path is None:
+        raise ConfigError("--top-k on a labelled split sets the length of --predictions FILE.csv; give --predictions")
     config: Config = build_config(
         Config,
         config_path,
@@ -118,28 +136,34 @@ def main(
     }
     if unlabelled:
         torch_device = resolve_device(device)
-        _predict_unlabelled(config, checkpoint, queries_dir, database_dir, top_k, output, visualize, torch_device,
-                            not no_progress, trust_checkpoint)
+        _predict_unlabelled(config, checkpoint, queries_dir, database_dir, top_k or UNLABELLED_TOP_K, output,
+                            visualize, torch_device, not no_progress, trust_checkpoint,
+                            predictions_path=predictions_path, save_descriptors=save_descriptors)
         return
     if not distributed.launched_by_torchrun():
         resolve_device(device)  # validates the name and CUDA availability
     ns = _checked_recall_at(config.eval.recall_at)
+    outputs = {"save_descriptors": save_descriptors, "json_path": json_path, "visualize": visualize,
+               "predictions_path": predictions_path, "top_k": top_k or max(ns)}
     torch_device = distributed.setup(device)
     try:
-        _evaluate_labelled(config, split, ns, protocol, checkpoint, pca_output, save_descriptors, json_path,
-                           visualize, torch_device, not no_progress and distributed.is_main(), trust_checkpoint)
+        _evaluate_labelled(config, split, ns, protocol, checkpoint, pca_output, outputs,
+                           torch_device, not no_progress and distributed.is_main(), trust_checkpoint)
     finally:
         distributed.teardown()
 
 
-def _evaluate_labelled(config: Config, split: str, ns, protocol: dict, checkpoint, pca_output, save_descriptors,
-                       json_path, visualize: int, torch_device, progress: bool,
-                       trust_checkpoint: bool = False) -> None:
+def _evaluate_labelled(config: Config, split: str, ns, protocol: dict, checkpoint, pca_output, outputs: dict,
+                       torch_device, progress: bool, trust_checkpoint: bool = False) -> None:
     """Labelled evaluation; under torchrun every process extracts its shard and only the
     main process searches, prints and writes. ``protocol``: the ``threshold``, ``nms`` and
-    ``query_resize`` overrides (None = the data set's conventions)."""
+    ``query_resize`` overrides (None = the data set's conventions); ``outputs``: the files
+    asked for (``save_descriptors``, ``json_path``, ``visualize``, ``predictions_path``, ``top_k``)."""
     from sfrs.data import open_dataset
-    from sfrs.retrieval import attach_pca, evaluate, format_report, save_retrieval_examples
+    from sfrs.retrieval import attach_pca, evaluate, format_report, save_retrieval_examples, write_split_predictions
+
+    save_descriptors, json_path, visualize = outputs["save_descriptors"], outputs["json_path"], outputs["visualize"]
+    predictions_path, top_k = outputs["predictions_path"], outputs["top_k"]
 
     main_process = distributed.is_main()
     if not main_process:  # one voice on the terminal
@@ -165,6 +189,7 @@ def _evaluate_labelled(config: Config, split: str, ns, protocol: dict, checkpoin
         model, eval_split, device=torch_device, batch_size=data.batch_size,
         num_workers=data.num_workers, ns=ns, **protocol,
         index=config.eval.index, save_descriptors=save_descriptors, progress=progress,
+        depth=top_k if predictions_path else None,
     )
     if evaluation is None:  # not the main process
         return
@@ -177,10 +202,15 @@ def _evaluate_labelled(config: Config, split: str, ns, protocol: dict, checkpoin
     if json_path:
         atomic_write_json(json_path, report)
         click.echo(f"report written to {json_path}")
+    if predictions_path:
+        rows = write_split_predictions(predictions_path, eval_split, evaluation.distances, evaluation.predictions,
+                                       evaluation.positives, top_k)
+        click.echo(f"top-{top_k} predictions ({rows:,} rows) written to {predictions_path}")
     if visualize:
         prefix = Path(json_path).with_suffix("") if json_path else Path("sfrs_eval")
-        written = save_retrieval_examples(prefix, eval_split, evaluation.predictions, evaluation.positives, visualize)
-        click.echo(f"retrieval examples written to {written[0]} and {written[1]}")
+        written = save_retrieval_examples(prefix, eval_split, evaluation.predictions, evaluation.positives, visualize,
+                                          distances=evaluation.distances)
+        click.echo(f"retrieval examples written to {written[0]} and {written[1]}, map to {written[2]}")
 
 
 def _threshold_override(data: DataConfig) -> Optional[float]:
@@ -189,7 +219,7 @@ def _threshold_override(data: DataConfig) -> Optional[float]:
     return None if data.eval_positive_radius == DataConfig.eval_positive_radius else data.eval_positive_radius
 
 
-def _check_unlabelled_options(queries_dir: Optional[str], database_dir: Optional[str], top_k: int, labelled: dict) -> None:
+def _check_unlabelled_options(queries_dir: Optional[str], database_dir: Optional[str], labelled: dict) -> None:
     """Unlabelled mode needs both folders and rejects options that need coordinates."""
     if queries_dir is None or database_dir is None:
         missing = "--database" if queries_dir is not None else "--queries"
@@ -199,8 +229,6 @@ def _check_unlabelled_options(queries_dir: Optional[str], database_dir: Optional
         raise ConfigError(
             f"{', '.join(given)} cannot be used with --queries/--database (images without coordinates)"
         )
-    if top_k < 1:
-        raise click.BadParameter("must be a positive integer", param_hint="--top-k")
 
 
 def _describe_split(split) -> Tuple[Sequence[str], str]:
@@ -252,8 +280,10 @@ def _image_list(folder: str, what: str) -> List[str]:
 def _predict_unlabelled(
     config: Config, checkpoint: Optional[str], queries_dir: str, database_dir: str, top_k: int,
     output: Optional[str], visualize: int, device, progress: bool, trust_checkpoint: bool = False,
+    predictions_path: Optional[str] = None, save_descriptors: Optional[str] = None,
 ) -> None:
-    """Top-k predictions of every query: predictions.csv and predictions.png in ``output``."""
+    """Top-k predictions of every query: predictions.csv (or ``predictions_path``) and
+    predictions.png in ``output``; descriptors to ``save_descriptors`` when given."""
     from sfrs.retrieval import example_queries, path_grid, retrieve, save_image, write_predictions_csv
 
     query_paths = _image_list(queries_dir, "query")
@@ -264,16 +294,21 @@ def _predict_unlabelled(
     distances, indices = retrieve(
         model, query_paths, database_paths, top_k, index=config.eval.index, device=device,
         batch_size=config.data.batch_size, num_workers=config.data.num_workers, progress=progress,
+        save_descriptors=save_descriptors,
     )
+    if save_descriptors:
+        click.echo(f"descriptors written to {save_descriptors}")
     folder = Path(output or "sfrs_predictions")
+    csv_path = Path(predictions_path) if predictions_path else folder / "predictions.csv"
     write_predictions_csv(
-        folder / "predictions.csv", [os.path.relpath(p, queries_dir) for p in query_paths],
+        csv_path, [os.path.relpath(p, queries_dir) for p in query_paths],
         [os.path.relpath(p, database_dir) for p in database_paths], distances, indices,
     )
     rows = example_queries(len(query_paths), visualize or UNLABELLED_GRID_ROWS)
-    grid = path_grid([query_paths[q] for q in rows], database_paths, indices[rows])  # neutral frames: no ground truth
+    # neutral frames: no ground truth
+    grid = path_grid([query_paths[q] for q in rows], database_paths, indices[rows], distances=distances[rows])
     save_image(folder / "predictions.png", grid)
-    click.echo(f"top-{indices.shape[1]} predictions written to {folder / 'predictions.csv'} and {folder / 'predictions.png'}")
+    click.echo(f"top-{indices.shape[1]} predictions written to {csv_path} and {folder / 'predictions.png'}")
 
 
 def _parse_recall_at(text: str) -> tuple:

@@ -152,6 +152,7 @@ def evaluate_location(
     if options.visualize > 0:
         save_retrieval_examples(
             output / location.name, split, evaluation.predictions, evaluation.positives, options.visualize,
+            distances=evaluation.distances,
         )
     return evaluation, list(evaluation.protocol.notes)
 

@@ -1,26 +1,36 @@
 """Retrieval with a trained network: descriptors of image lists and splits (in memory,
 sharded over torchrun processes, or streamed to HDF5), faiss search, Recall@N reports,
-PCA-whitening fits, unlabelled predictions and retrieval grids.
+PCA-whitening fits, predictions CSVs, retrieval grids and maps.
 
 Import retrieval names from here (``from sfrs.retrieval import evaluate, search``).
 """
 from sfrs.retrieval.evaluate import Evaluation, evaluate, evaluate_split
-from sfrs.retrieval.export import write_descriptors
+from sfrs.retrieval.export import write_descriptor_file, write_descriptors
 from sfrs.retrieval.extract import extract_descriptors, extract_descriptors_sharded
 from sfrs.retrieval.index import build_index, search, search_index
 from sfrs.retrieval.pca import attach_pca, fit_model_pca, fit_pca_whitening
 from sfrs.retrieval.protocol import NO_QUERY_RESIZE, EvalProtocol, describe_protocol, resolve_protocol
+from sfrs.retrieval.map_plot import MapPoints, map_points, save_map
+from sfrs.retrieval.predictions import ground_truth, write_predictions_csv, write_split_predictions
 from sfrs.retrieval.recall import (
+    correct_matrix,
     count_queries_without_positive,
     per_query_first_correct_rank,
     recall_at_n,
     recall_breakdown,
     spatial_nms,
 )
-from sfrs.retrieval.report import format_report, ranked_predictions, recall_report
+from sfrs.retrieval.report import (
+    Ranking,
+    format_report,
+    rank_database,
+    ranked_predictions,
+    ranked_report,
+    recall_report,
+)
 from sfrs.retrieval.split_descriptors import extract_split, stream_prefix
 from sfrs.retrieval.stream import Descriptors, HDF5Descriptors, extract_to_hdf5, search_hdf5
-from sfrs.retrieval.unlabelled import retrieve, write_predictions_csv
+from sfrs.retrieval.unlabelled import retrieve
 from sfrs.retrieval.visual import (
     example_queries,
     failure_queries,
@@ -42,9 +52,13 @@ __all__ = [
     "extract_split",
     "stream_prefix",
     "recall_report",
+    "ranked_report",
     "ranked_predictions",
+    "rank_database",
+    "Ranking",
     "format_report",
     "write_descriptors",
+    "write_descriptor_file",
     # descriptors and search
     "extract_descriptors",
     "extract_descriptors_sharded",
@@ -59,15 +73,18 @@ __all__ = [
     "recall_at_n",
     "recall_breakdown",
     "per_query_first_correct_rank",
+    "correct_matrix",
     "count_queries_without_positive",
     "spatial_nms",
     # PCA-whitening
     "fit_pca_whitening",
     "fit_model_pca",
     "attach_pca",
-    # without ground truth
+    # predictions (with or without ground truth)
     "retrieve",
     "write_predictions_csv",
+    "write_split_predictions",
+    "ground_truth",
     # pictures
     "retrieval_grid",
     "path_grid",
@@ -75,4 +92,7 @@ __all__ = [
     "failure_queries",
     "save_image",
     "save_retrieval_examples",
+    "map_points",
+    "MapPoints",
+    "save_map",
 ]

@@ -23,7 +23,7 @@ from sfrs import distributed
 from sfrs.data import Split
 from sfrs.retrieval.export import write_descriptors
 from sfrs.retrieval.protocol import EvalProtocol, resolve_protocol
-from sfrs.retrieval.report import recall_report
+from sfrs.retrieval.report import ranked_report
 from sfrs.retrieval.split_descriptors import extract_split
 
 
@@ -33,14 +33,17 @@ class Evaluation:
 
     Attributes:
         report: the JSON-ready report (fields of ``sfrs-eval --json``).
-        predictions: (Q, max(N)) int64 database indices, best first, after NMS when it
-            was requested (-1 = no further distinct place).
+        predictions: (Q, max(max(N), depth)) int64 database indices, best first, after NMS
+            when it was requested (-1 = no further distinct place).
+        distances: the same shape, float32 squared L2 descriptor distances of
+            ``predictions`` as the index computed them (NaN where the index is -1).
         positives: Q int64 arrays of database indices within the positive radius.
         protocol: the radius, NMS and query resize used, with their sources.
     """
 
     report: Dict[str, Any]
     predictions: np.ndarray
+    distances: np.ndarray
     positives: List[np.ndarray]
     protocol: EvalProtocol
 
@@ -62,6 +65,7 @@ def evaluate(
     stream_name: Optional[str] = None,
     half: bool = False,
     save_descriptors: Optional[Union[str, Path]] = None,
+    depth: Optional[int] = None,
     progress: bool = True,
 ) -> Optional[Evaluation]:
     """Extract, search and score one split; the report plus the ranked predictions.
@@ -72,6 +76,8 @@ def evaluate(
     ``stream_dir``, ``stream_name``, ``half`` and
     :func:`~sfrs.retrieval.report.ranked_predictions` for ``nms``. ``save_descriptors``
     writes both sets to one HDF5 file (:func:`~sfrs.retrieval.export.write_descriptors`).
+    ``depth`` ranks more than max(N) database images per query (a longer predictions
+    list); Recall@N is computed from the same ranking.
     Under torchrun the extraction is sharded over the processes and the search runs
     once: processes other than the main one return ``None`` (and write nothing).
     """
@@ -83,16 +89,16 @@ def evaluate(
     )
     if not distributed.is_main():
         return None
-    report, predictions = recall_report(
-        split, database, queries, ns=ns, threshold=protocol.threshold_m, index=index, nms=protocol.nms,
+    report, ranking = ranked_report(
+        split, database, queries, ns=ns, threshold=protocol.threshold_m, index=index, nms=protocol.nms, depth=depth,
     )
     report["query_resize"] = protocol.query_resize
     report["evaluation_protocol"] = protocol.to_json()
     report["seconds"] = {**seconds, **report["seconds"], "total": time.perf_counter() - total_start}
     if save_descriptors is not None:
         write_descriptors(save_descriptors, split, np.asarray(database), np.asarray(queries))
-    return Evaluation(report=report, predictions=predictions, positives=split.positives(protocol.threshold_m),
-                      protocol=protocol)
+    return Evaluation(report=report, predictions=ranking.indices, distances=ranking.distances,
+                      positives=split.positives(protocol.threshold_m), protocol=protocol)
 
 
 def evaluate_split(model: torch.nn.Module, split: Split, **options: Any) -> Dict[str, Any]:
@@ -100,6 +106,6 @@ def evaluate_split(model: torch.nn.Module, split: Split, **options: Any) -> Dict
 
     Keyword arguments as for :func:`evaluate`: ``device``, ``batch_size``,
     ``num_workers``, ``ns``, ``conventions``, ``threshold``, ``index``, ``query_resize``, ``nms``,
-    ``stream_dir``, ``stream_name``, ``half``, ``save_descriptors``, ``progress``.
+    ``stream_dir``, ``stream_name``, ``half``, ``save_descriptors``, ``depth``, ``progress``.
     """
     return evaluate(model, split, **options).report

@@ -53,6 +53,24 @@ def per_query_first_correct_rank(predictions: np.ndarray, positives: Sequence[np
     return ranks
 
 
+def correct_matrix(predictions: np.ndarray, positives: Sequence[np.ndarray]) -> np.ndarray:
+    """(Q, k) bool: whether each ranked database image is a positive of its query.
+
+    The one definition of "correct" that galleries, maps and the predictions CSV share with
+    :func:`per_query_first_correct_rank`; -1 (no prediction) is never correct.
+    """
+    predictions = np.asarray(predictions)
+    if predictions.ndim != 2:
+        raise ValueError(f"predictions must have shape (Q, k), got {predictions.shape}")
+    if len(positives) != predictions.shape[0]:
+        raise ValueError(f"{predictions.shape[0]} prediction rows but {len(positives)} positive lists")
+    correct = np.zeros(predictions.shape, dtype=bool)
+    for q, (row, pos) in enumerate(zip(predictions, positives)):
+        if len(pos):
+            correct[q] = np.isin(row, pos) & (row >= 0)
+    return correct
+
+
 def recall_at_n(
     predictions: np.ndarray, positives: Sequence[np.ndarray], ns: Sequence[int] = DEFAULT_NS
 ) -> Dict[int, float]:
@@ -114,15 +132,19 @@ def recall_breakdown(
     return breakdown, counts
 
 
-def spatial_nms(predictions: np.ndarray, place_ids: np.ndarray, keep: int) -> np.ndarray:
-    """Keep only the first (best) hit per database place in each row (Tokyo 24/7 protocol).
+def spatial_nms_columns(predictions: np.ndarray, place_ids: np.ndarray, keep: int) -> np.ndarray:
+    """Columns of ``predictions`` that spatial NMS keeps: the first (best) hit per database
+    place in each row (Tokyo 24/7 protocol).
+
+    Columns rather than indices, so that the search distances can follow the same selection.
 
     Args:
         predictions: (Q, k) int database indices, best first; -1 entries are skipped.
         place_ids: (N,) place id of each database image (e.g. its panorama).
         keep: columns of the result.
     Returns:
-        (Q, keep) int64, padded with -1 when a row has fewer than ``keep`` distinct places.
+        (Q, keep) int64 columns into ``predictions``, padded with -1 when a row has fewer
+        than ``keep`` distinct places.
     """
     predictions = np.asarray(predictions)
     place_ids = np.asarray(place_ids)
@@ -134,9 +156,34 @@ def spatial_nms(predictions: np.ndarray, place_ids: np.ndarray, keep: int) -> np
         raise ValueError(f"prediction index {predictions.max()} out of range for {len(place_ids)} place ids")
     result = np.full((predictions.shape[0], keep), -1, dtype=np.int64)
     for q, row in enumerate(predictions):
-        row = row[row >= 0]
+        valid = np.flatnonzero(row >= 0)
         # np.unique's return_index gives each place's first occurrence; sort to restore rank order.
-        _, first = np.unique(place_ids[row], return_index=True)
-        kept = row[np.sort(first)[:keep]]
+        _, first = np.unique(place_ids[row[valid]], return_index=True)
+        kept = valid[np.sort(first)[:keep]]
         result[q, : kept.size] = kept
     return result
+
+
+def take_columns(values: np.ndarray, columns: np.ndarray, fill) -> np.ndarray:
+    """``values[q, columns[q, j]]``, ``fill`` where the column is -1 (same shape as ``columns``)."""
+    values = np.asarray(values)
+    columns = np.asarray(columns)
+    if values.shape[1] == 0:
+        return np.full(columns.shape, fill, dtype=values.dtype)
+    taken = np.take_along_axis(values, np.maximum(columns, 0), axis=1)
+    return np.where(columns >= 0, taken, np.asarray(fill, dtype=values.dtype))
+
+
+def spatial_nms(predictions: np.ndarray, place_ids: np.ndarray, keep: int) -> np.ndarray:
+    """Keep only the first (best) hit per database place in each row (Tokyo 24/7 protocol).
+
+    Args:
+        predictions: (Q, k) int database indices, best first; -1 entries are skipped.
+        place_ids: (N,) place id of each database image (e.g. its panorama).
+        keep: columns of the result.
+    Returns:
+        (Q, keep) int64, padded with -1 when a row has fewer than ``keep`` distinct places.
+    """
+    predictions = np.asarray(predictions)
+    columns = spatial_nms_columns(predictions, place_ids, keep)
+    return take_columns(predictions, columns, -1).astype(np.int64, copy=False)

@@ -8,7 +8,8 @@ once, see ``sfrs.data.conventions``).
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -16,7 +17,13 @@ from sfrs.data import Split
 from sfrs.errors import DataError
 from sfrs.retrieval.index import search
 from sfrs.retrieval.protocol import describe_protocol
-from sfrs.retrieval.recall import count_queries_without_positive, recall_at_n, recall_breakdown, spatial_nms
+from sfrs.retrieval.recall import (
+    count_queries_without_positive,
+    recall_at_n,
+    recall_breakdown,
+    spatial_nms_columns,
+    take_columns,
+)
 from sfrs.retrieval.stream import Descriptors, search_hdf5
 
 #: candidates searched per kept result under spatial NMS (Tokyo 24/7 has 12 views per
@@ -24,17 +31,33 @@ from sfrs.retrieval.stream import Descriptors, search_hdf5
 NMS_CANDIDATES_PER_RESULT = 20
 
 
-def _search_top(queries: Descriptors, database: Descriptors, k: int, index: str) -> np.ndarray:
-    """(Q, min(k, N)) database indices; streamed descriptors are read in chunks."""
+@dataclass(frozen=True, eq=False)
+class Ranking:
+    """The ranked database of every query, exactly as Recall@N scores it.
+
+    Attributes:
+        indices: (Q, k) int64 database indices, best first (after NMS when requested);
+            -1 = no further result (NMS ran out of places, or an approximate index).
+        distances: (Q, k) float32 squared L2 distance between the query's and the database
+            image's descriptors, as the faiss index computed it (descriptors are
+            L2-normalised, so 2 - 2 cos); NaN where ``indices`` is -1.
+    """
+
+    indices: np.ndarray
+    distances: np.ndarray
+
+
+def _search_top(queries: Descriptors, database: Descriptors, k: int, index: str) -> Tuple[np.ndarray, np.ndarray]:
+    """(distances, indices), each (Q, min(k, N)); streamed descriptors are read in chunks."""
     if isinstance(queries, np.ndarray) and isinstance(database, np.ndarray):
-        return search(queries, database, k=k, index=index)[1]
-    return search_hdf5(queries, database, k, index=index)[1]
+        return search(queries, database, k=k, index=index)
+    return search_hdf5(queries, database, k, index=index)
 
 
-def ranked_predictions(
+def rank_database(
     split: Split, database: Descriptors, queries: Descriptors, k: int, *, index: str = "Flat", nms: bool = False
-) -> np.ndarray:
-    """(Q, k) int64 database indices, best first.
+) -> Ranking:
+    """The top-``k`` database images of each query with their descriptor distances.
 
     With ``nms`` the search returns ``k * NMS_CANDIDATES_PER_RESULT`` candidates and only
     the first hit per ``split.database_place_ids`` is kept (-1 pads rows that run out of
@@ -44,14 +67,24 @@ def ranked_predictions(
         DataError: ``nms`` on a split without database place ids.
     """
     if not nms:
-        return _search_top(queries, database, k, index)
+        distances, indices = _search_top(queries, database, k, index)
+        return Ranking(indices=indices, distances=np.where(indices >= 0, distances, np.nan).astype(np.float32))
     if split.database_place_ids is None:
         raise DataError(
             f"{split.dataset} [{split.split}]: spatial NMS needs database place ids "
             "(pano ids in VG file names, folders in Tokyo 24/7), and this split has none"
         )
-    candidates = _search_top(queries, database, k * NMS_CANDIDATES_PER_RESULT, index)
-    return spatial_nms(candidates, split.database_place_ids, keep=k)
+    distances, candidates = _search_top(queries, database, k * NMS_CANDIDATES_PER_RESULT, index)
+    columns = spatial_nms_columns(candidates, split.database_place_ids, keep=k)
+    return Ranking(indices=take_columns(candidates, columns, -1),
+                   distances=take_columns(distances.astype(np.float32), columns, np.nan))
+
+
+def ranked_predictions(
+    split: Split, database: Descriptors, queries: Descriptors, k: int, *, index: str = "Flat", nms: bool = False
+) -> np.ndarray:
+    """(Q, k) int64 database indices, best first: :func:`rank_database` without distances."""
+    return rank_database(split, database, queries, k, index=index, nms=nms).indices
 
 
 def recall_report(
@@ -70,9 +103,27 @@ def recall_report(
     ``predictions`` is (Q, max(N)) int64 (after NMS when ``nms``). The report holds
     ``breakdown`` / ``breakdown_queries`` only when the split has boolean query attributes.
     """
+    report, ranking = ranked_report(split, database, queries, ns=ns, threshold=threshold, index=index, nms=nms)
+    return report, ranking.indices
+
+
+def ranked_report(
+    split: Split,
+    database: Descriptors,
+    queries: Descriptors,
+    *,
+    ns: Sequence[int] = (1, 5, 10, 20),
+    threshold: float = 25.0,
+    index: str = "Flat",
+    nms: bool = False,
+    depth: Optional[int] = None,
+) -> Tuple[Dict[str, Any], Ranking]:
+    """:func:`recall_report` with the whole :class:`Ranking` (distances too), ranked
+    ``max(max(ns), depth)`` deep; Recall@N is computed from this very ranking."""
     ns = [int(n) for n in ns]
     start = time.perf_counter()
-    predictions = ranked_predictions(split, database, queries, max(ns), index=index, nms=nms)
+    ranking = rank_database(split, database, queries, max(ns + [int(depth or 1)]), index=index, nms=nms)
+    predictions = ranking.indices
     search_seconds = time.perf_counter() - start
     positives = split.positives(threshold)
     recalls = recall_at_n(predictions, positives, ns)
@@ -94,7 +145,7 @@ def recall_report(
     if breakdown:
         report["breakdown"] = breakdown
         report["breakdown_queries"] = counts
-    return report, predictions
+    return report, ranking
 
 
 def format_report(report: Dict[str, Any]) -> str:

@@ -1,7 +1,9 @@
-"""Retrieval examples as an image grid: a query, then its top-k, correct ones framed green.
+"""Retrieval examples as an image grid: a query, then its top-k with rank and distance.
 
-Labelled splits frame each retrieved image green (within the positive radius) or red;
-unlabelled retrieval (no coordinates) uses a neutral frame.
+Labelled splits mark each retrieved image correct (within the positive radius: solid green
+frame, ``OK``) or wrong (dashed red frame, ``X``); unlabelled retrieval (no coordinates)
+uses a neutral frame. Cells are drawn by :mod:`sfrs.retrieval.thumbnails`; the map of
+queries next to the galleries by :mod:`sfrs.retrieval.map_plot`.
 """
 from __future__ import annotations
 
@@ -12,24 +14,10 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from sfrs.data import Split
-from sfrs.retrieval.recall import per_query_first_correct_rank
+from sfrs.retrieval.map_plot import save_map
+from sfrs.retrieval.recall import correct_matrix, per_query_first_correct_rank
+from sfrs.retrieval.thumbnails import caption, draw_cell
 from sfrs.utils.io import atomic_path
-
-GREEN = (40, 180, 60)
-RED = (220, 40, 40)
-GREY = (90, 90, 90)
-NEUTRAL = (170, 170, 200)
-
-
-def _thumbnail(path: str, size: Tuple[int, int], colour, border: int) -> Image.Image:
-    height, width = size
-    try:
-        image = Image.open(path).convert("RGB").resize((width - 2 * border, height - 2 * border))
-    except OSError:  # a missing image must not break a report
-        image = Image.new("RGB", (width - 2 * border, height - 2 * border), (0, 0, 0))
-    framed = Image.new("RGB", (width, height), colour)
-    framed.paste(image, (border, border))
-    return framed
 
 
 def path_grid(
@@ -39,31 +27,38 @@ def path_grid(
     correct: Optional[np.ndarray] = None,
     thumb: Tuple[int, int] = (120, 160),
     border: int = 4,
+    distances: Optional[np.ndarray] = None,
 ) -> np.ndarray:
-    """(H, W, 3) uint8: one row per query: the query (grey frame), then its retrieved images.
+    """(H, W, 3) uint8: one row per query: the query (grey frame), then its retrieved images,
+    each captioned with its rank and descriptor distance.
 
     Args:
         query_paths: R query images, one per grid row.
         database_paths: all database images (indexed by ``predictions``).
         predictions: (R, k) database indices, best first; -1 leaves a blank cell.
-        correct: (R, k) bool (green / red frames), or None for neutral frames (unlabelled).
-        thumb: (height, width) of a cell.
+        correct: (R, k) bool (solid green ``OK`` / dashed red ``X`` frames), or None for
+            neutral frames (unlabelled).
+        thumb: (height, width) of a cell; images keep their aspect ratio inside it.
+        distances: (R, k) squared L2 descriptor distances shown in the captions, or None.
     """
     height, width = thumb
     predictions = np.asarray(predictions).reshape(len(query_paths), -1)
     k = predictions.shape[1]
+    if distances is not None:
+        distances = np.asarray(distances, dtype=np.float64).reshape(predictions.shape)
     gap = 6
     canvas = Image.new("RGB", ((k + 1) * width + k * 2 + gap, len(query_paths) * (height + 2)), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
     for r, (query, row) in enumerate(zip(query_paths, predictions)):
         y = r * (height + 2)
-        canvas.paste(_thumbnail(query, thumb, GREY, border), (0, y))
+        canvas.paste(draw_cell(query, thumb, "query", caption("query"), border), (0, y))
         for j, db in enumerate(row):
             if db < 0:
                 continue
-            colour = NEUTRAL if correct is None else (GREEN if correct[r, j] else RED)
+            status = "neutral" if correct is None else ("correct" if correct[r, j] else "wrong")
+            text = caption(status, j + 1, None if distances is None else float(distances[r, j]))
             x = width + gap + j * (width + 2)
-            canvas.paste(_thumbnail(database_paths[int(db)], thumb, colour, border), (x, y))
+            canvas.paste(draw_cell(database_paths[int(db)], thumb, status, text, border), (x, y))
         draw.line([(width + gap // 2, y), (width + gap // 2, y + height)], fill=(0, 0, 0), width=1)
     return np.asarray(canvas)
 
@@ -75,18 +70,18 @@ def retrieval_grid(
     positives: Sequence[np.ndarray],
     thumb: Tuple[int, int] = (120, 160),
     border: int = 4,
+    distances: Optional[np.ndarray] = None,
 ) -> np.ndarray:
     """(H, W, 3) uint8: one row per query: the query (grey frame) and its retrieved
-    database images (green frame = within the positive radius, red = wrong).
+    database images (solid green ``OK`` = within the positive radius, dashed red ``X`` = wrong).
 
-    ``predictions`` has one row per entry of ``query_rows`` (database ids, -1 = none);
-    ``positives`` is indexed by query id (all Q queries of the split).
+    ``predictions`` (and ``distances``, if given) have one row per entry of ``query_rows``
+    (database ids, -1 = none); ``positives`` is indexed by query id (all Q queries of the split).
     """
-    predictions = np.asarray(predictions)
-    correct = np.array(
-        [np.isin(row, np.asarray(positives[q])) & (row >= 0) for q, row in zip(query_rows, predictions)], dtype=bool,
-    ).reshape(predictions.shape)
-    return path_grid([split.query_paths[q] for q in query_rows], split.database_paths, predictions, correct, thumb, border)
+    predictions = np.asarray(predictions).reshape(len(query_rows), -1)
+    correct = correct_matrix(predictions, [positives[q] for q in query_rows])
+    return path_grid([split.query_paths[q] for q in query_rows], split.database_paths, predictions, correct, thumb,
+                     border, distances=distances)
 
 
 def example_queries(num_queries: int, count: int) -> np.ndarray:
@@ -130,22 +125,31 @@ def save_retrieval_examples(
     count: int,
     top: int = 5,
     thumb: Tuple[int, int] = (120, 160),
-) -> Tuple[Path, Path]:
+    distances: Optional[np.ndarray] = None,
+) -> Tuple[Path, Path, Path]:
     """``<prefix>_examples.png`` (``count`` queries spread over the split) and
-    ``<prefix>_failures.png`` (``count`` queries wrong at R@1), each with its top-``top``.
+    ``<prefix>_failures.png`` (``count`` queries wrong at R@1), each with its top-``top``,
+    and ``<prefix>_map.png`` (every query at its UTM, correct or wrong at R@1).
 
     Args:
         predictions: (Q, k) ranked database indices of all queries. positives: Q arrays.
+        distances: (Q, k) descriptor distances of ``predictions`` for the captions, or None.
     Returns:
-        The two paths.
+        The three paths.
     """
     prefix = str(prefix)
-    paths = (Path(f"{prefix}_examples.png"), Path(f"{prefix}_failures.png"))
+    paths = (Path(f"{prefix}_examples.png"), Path(f"{prefix}_failures.png"), Path(f"{prefix}_map.png"))
     top_k = np.asarray(predictions)[:, :top]
+    top_distances = None if distances is None else np.asarray(distances)[:, :top]
     for path, rows, empty in (
         (paths[0], example_queries(split.num_queries, count), "no queries"),
         (paths[1], failure_queries(predictions, positives, count), "no query with a positive is wrong at R@1"),
     ):
-        image = retrieval_grid(split, rows, top_k[rows], positives, thumb=thumb) if len(rows) else _message_image(empty)
+        if len(rows):
+            image = retrieval_grid(split, rows, top_k[rows], positives, thumb=thumb,
+                                   distances=None if top_distances is None else top_distances[rows])
+        else:
+            image = _message_image(empty)
         save_image(path, image)
+    save_map(paths[2], split, predictions, positives)
     return paths
