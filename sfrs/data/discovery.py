@@ -29,9 +29,12 @@ def find_datasets(root: PathLike) -> Dict[str, DatasetLocation]:
       ``dbStruct`` (named after its stem); the test file is preferred, else val;
     - the MSLS native layout (``train_val/cph`` and ``train_val/sf``), whatever the folder
       name, as ``msls_val``.
+    - a folder of photos with EXIF GPS tags in ``database/`` and ``queries/``, named after it;
+    - each CSV of photos with GPS (header ``path,latitude,longitude,role[,split]``) in the
+      folder, as ``<folder>_<file stem>`` (``<folder>`` for ``<folder>.csv``).
 
     When a benchmark is found more than once, the format registered first wins (msls > vg >
-    mat), then the first folder by name.
+    mat, see the registry), then the first folder by name.
 
     Returns:
         Name (canonical for known benchmarks) -> :class:`DatasetLocation`, sorted by name.

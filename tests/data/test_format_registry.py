@@ -124,7 +124,7 @@ def test_register_format__rejects_a_duplicate_name_and_an_unknown_position():
         register_format(PLACES, before="nope")
     with pytest.raises(ValueError, match="no data set format named 'nope'"):
         unregister_format("nope")
-    assert [f.name for f in registered_formats()] == ["synthetic", "msls", "u1652", "vg", "mat"]
+    assert [f.name for f in registered_formats()] == ["synthetic", "msls", "u1652", "gps_exif", "vg", "mat", "gps_csv"]
 
 
 # -- detection order of the built-in formats ---------------------------------------------------
@@ -146,12 +146,19 @@ def specs(tmp_path) -> dict:
     folder_named_mat.mkdir()
     other_file = tmp_path / "list.txt"
     other_file.write_text("x")
+    gps_csv = tmp_path / "photos.csv"
+    gps_csv.write_text("path,latitude,longitude,role\n")
+    exif_folder = tmp_path / "walk"
+    for subset in ("database", "queries"):
+        (exif_folder / subset).mkdir(parents=True)
     return {
         "synthetic": "synthetic", "synthetic:tiny": "synthetic:tiny", "synthetic:": "synthetic:",
         "msls:": "msls:", "msls:prefix": f"msls:{tmp_path / 'missing'}", "msls folder": str(msls),
         "msls folder with images/": str(msls_with_images), "vg folder": str(vg), "mat file": str(mat),
         "folder named .mat": str(folder_named_mat), "other file": str(other_file),
         "missing path": str(tmp_path / "nope"), "missing .mat": str(tmp_path / "pitts30k_test.mat"),
+        "csv file": str(gps_csv), "missing .csv": str(tmp_path / "nope.csv"), "exif folder": str(exif_folder),
+        "vg split folder": str(vg / "images" / "test"),
     }
 
 
@@ -160,6 +167,7 @@ def specs(tmp_path) -> dict:
     ("msls:", "msls"), ("msls:prefix", "msls"), ("msls folder", "msls"),
     ("msls folder with images/", "vg"), ("vg folder", "vg"), ("mat file", "mat"),
     ("folder named .mat", "vg"), ("other file", None), ("missing path", None), ("missing .mat", None),
+    ("csv file", "gps_csv"), ("missing .csv", None), ("exif folder", "gps_exif"), ("vg split folder", "vg"),
 ])
 def test_detect_format__follows_the_registry_order(specs, case, expected):
     found = detect_format(specs[case])

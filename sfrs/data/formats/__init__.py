@@ -3,7 +3,9 @@ detected, described, opened and discovered under a datasets root), listed once i
 :mod:`sfrs.data.formats.registry`.
 
 Formats, in detection order: ``synthetic[:size]`` (:mod:`.synthetic_city`), MSLS native
-layout (:mod:`.msls`), VG folder (:mod:`.vg_folder`), NetVLAD ``.mat`` (:mod:`.netvlad_mat`).
+layout (:mod:`.msls`), University-1652 (:mod:`.u1652`), photos with EXIF GPS tags
+(:mod:`.exif_folder`), VG folder (:mod:`.vg_folder`), NetVLAD ``.mat`` (:mod:`.netvlad_mat`),
+a CSV of photos with GPS positions (:mod:`.gps_csv`).
 """
 from sfrs.data.formats.base import DatasetFormat, DatasetLocation
 from sfrs.data.formats.registry import (

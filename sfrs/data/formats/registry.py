@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import List, Optional, Tuple, Union
 
 from sfrs.data.formats.base import DatasetFormat
+from sfrs.data.formats.exif_folder import EXIF_FOLDER
+from sfrs.data.formats.gps_csv import GPS_CSV
 from sfrs.data.formats.msls import MSLS
 from sfrs.data.formats.netvlad_mat import NETVLAD_MAT
 from sfrs.data.formats.synthetic_city import SYNTHETIC_CITY
@@ -18,10 +20,11 @@ from sfrs.data.geo import Split
 from sfrs.errors import DataError
 
 # Detection order: the first format whose detect() accepts a spec reads it. The VG folder
-# accepts any folder, so a folder format with a stricter test (MSLS) goes before it. The same
+# accepts any folder, so a folder format with a stricter test (MSLS, University-1652, the EXIF
+# folder's database/ + queries/ without a split level) goes before it. The same
 # order is the preference when discovery finds a benchmark in several layouts: the native
 # MSLS layout gives the official protocol; elsewhere the VG folder is the field's common format.
-_FORMATS: List[DatasetFormat] = [SYNTHETIC_CITY, MSLS, U1652, VG_FOLDER, NETVLAD_MAT]
+_FORMATS: List[DatasetFormat] = [SYNTHETIC_CITY, MSLS, U1652, EXIF_FOLDER, VG_FOLDER, NETVLAD_MAT, GPS_CSV]
 
 
 def registered_formats() -> Tuple[DatasetFormat, ...]:
