@@ -86,6 +86,16 @@ def test_same_view__city_target_and_rerun_resumes(tiny_city_root, tiny_checkpoin
     report = json.loads(report_path.read_text())
     assert report["recall"]["1"] == pytest.approx(results["evaluations"][1]["after"]["recall"]["1"], abs=1e-9)
 
+    from sfrs.cli.eval_all import main as eval_all_main
+
+    transfer = tmp_path / "transfer"
+    everywhere = CliRunner().invoke(eval_all_main, [
+        "--checkpoint", str(output / "adapted.pt"), "--datasets-root", str(tmp_path), "--datasets", str(tiny_city_root),
+        "--output", str(transfer), "--no-progress"], catch_exceptions=False)
+    assert everywhere.exit_code == 0, everywhere.output
+    [row] = json.loads((transfer / "report.json").read_text())["results"].values()
+    assert row["recall"]["1"] == pytest.approx(results["evaluations"][1]["after"]["recall"]["1"], abs=1e-9)
+
     again = adapt(*command)
     assert again.exit_code == 0 and "resuming at step 6 of 6" in again.output
     rerun = json.loads((output / "results.json").read_text())
