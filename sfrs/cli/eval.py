@@ -54,7 +54,7 @@ UNLABELLED_TOP_K = 5
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config (model used when no checkpoint).")
 @click.option("--set", "overrides", multiple=True, help="Override a config key: --set model.head=gem (repeatable).")
 @click.option("--pretrained", help="Backbone weights without a checkpoint: imagenet, none, or a state-dict path.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of an untrained model's initialisation.")
+@click.option("--seed", type=int, help="Seed of an untrained model's initialisation (default 0).")
 @click.option("--batch-size", type=int, help="Images per extraction batch.")
 @click.option("--num-workers", type=int, help="DataLoader workers.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
@@ -71,7 +71,8 @@ UNLABELLED_TOP_K = 5
               help=f"Predictions per query: unlabelled mode (default {UNLABELLED_TOP_K}), or --predictions on a "
                    "labelled split (default the largest N of Recall@N).")
 @click.option("--output", type=click.Path(file_okay=False),
-              help="Unlabelled mode: folder for predictions.csv / predictions.png (default ./sfrs_predictions).")
+              help="Folder this command writes to: report.json (unless --json) and the --visualize grids; "
+                   "unlabelled mode: predictions.csv / predictions.png (default ./sfrs_predictions).")
 @TRUST_CHECKPOINT_OPTION
 @DEBUG_OPTION
 @version_option("sfrs-eval")
@@ -118,6 +119,8 @@ def main(
         })
     elif top_k is not None and predictions_path is None:
         raise ConfigError("--top-k on a labelled split sets the length of --predictions FILE.csv; give --predictions")
+    if checkpoint:
+        _check_checkpoint_options(pretrained, seed, overrides)
     config: Config = build_config(
         Config,
         config_path,
@@ -143,6 +146,8 @@ def main(
     if not distributed.launched_by_torchrun():
         resolve_device(device)  # validates the name and CUDA availability
     ns = _checked_recall_at(config.eval.recall_at)
+    if output is not None and json_path is None:
+        json_path = str(Path(output) / "report.json")
     outputs = {"save_descriptors": save_descriptors, "json_path": json_path, "visualize": visualize,
                "predictions_path": predictions_path, "top_k": top_k or max(ns)}
     torch_device = distributed.setup(device)
@@ -200,6 +205,7 @@ def _evaluate_labelled(config: Config, split: str, ns, protocol: dict, checkpoin
     if save_descriptors:
         click.echo(f"descriptors written to {save_descriptors}")
     if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(json_path, report)
         click.echo(f"report written to {json_path}")
     if predictions_path:
@@ -217,6 +223,14 @@ def _threshold_override(data: DataConfig) -> Optional[float]:
     """The radius a user set (--threshold, --set data.eval_positive_radius, a config file);
     None when it is the schema default, so that the data set's conventions decide."""
     return None if data.eval_positive_radius == DataConfig.eval_positive_radius else data.eval_positive_radius
+
+
+def _check_checkpoint_options(pretrained: Optional[str], seed: Optional[int], overrides: Sequence[str]) -> None:
+    """Options that build an untrained model mean nothing with --checkpoint: refused, not dropped."""
+    given = [flag for flag, value in (("--pretrained", pretrained), ("--seed", seed)) if value is not None]
+    given += [f"--set {o.split('=', 1)[0]}" for o in overrides if o.strip().startswith("model.")]
+    if given:
+        raise ConfigError(f"{', '.join(given)}: the model comes from --checkpoint (these set up an untrained model)")
 
 
 def _check_unlabelled_options(queries_dir: Optional[str], database_dir: Optional[str], labelled: dict) -> None:

@@ -130,3 +130,23 @@ def test_recall_at__comes_from_the_config_unless_the_flag_is_given(tiny_city_roo
     code, out = run(["--dataset", "synthetic:tiny", "--recall-at", "2", "--json", str(tmp_path / "f.json")] + SETS)
     assert code == 0, out
     assert set(json.loads((tmp_path / "f.json").read_text())["recall"]) == {"2"}
+
+
+@pytest.mark.parametrize("extra, named", [
+    (["--pretrained", "none"], "--pretrained"),
+    (["--seed", "3"], "--seed"),
+    (["--set", "model.head=gem"], "--set model.head"),
+])
+def test_checkpoint__options_of_an_untrained_model_are_refused_not_dropped(tiny_checkpoint, tiny_city_root, extra, named):
+    code, out = run(["--checkpoint", str(tiny_checkpoint), "--dataset", "synthetic:tiny", *extra])
+    assert_one_line_error(code, out, named, "the model comes from --checkpoint")
+
+
+def test_output__labelled_mode_writes_the_report_and_grids_there(tiny_checkpoint, tiny_city_root, tmp_path):
+    output = tmp_path / "eval"
+    code, out = run(["--checkpoint", str(tiny_checkpoint), "--dataset", "synthetic:tiny", "--output", str(output),
+                     "--visualize", "2"])
+    assert code == 0, out
+    report = json.loads((output / "report.json").read_text())
+    assert report["dataset"] == "synthetic:tiny" and set(report["recall"]) == {"1", "5", "10", "20"}
+    assert sorted(p.name for p in output.glob("*.png")) == ["report_examples.png", "report_failures.png", "report_map.png"]
