@@ -39,6 +39,7 @@ from sfrs.training.optim import build_optimizer, build_scheduler
 from sfrs.training.plan import plan_lines
 from sfrs.training.report import write_results
 from sfrs.training.run import TrainingRun
+from sfrs.training.shipped import measure_best_model
 from sfrs.training.state import History, Position, TrainingState, check_same_run, load_state, save_state
 from sfrs.training.teacher import teacher_labels
 from sfrs.training.terms import TermContext, build_terms, term_specs
@@ -93,6 +94,8 @@ def run_schedule(run: TrainingRun, on_step: Callable[[], None]) -> Dict[str, Any
     finishes_now = state.position.generation < len(config.train.generations)
     for g in range(state.position.generation, len(config.train.generations)):
         run_generation(run, g, config.train.generations[g], state, clock, on_step)
+    if state.history.best is not None and "test" not in state.history.best:
+        measure_best_model(run, state.history.best)  # every process: extraction is sharded
     if not distributed.is_main():
         return to_dict(state.history)
     results = write_results(run, state.history, final=True)

@@ -3,6 +3,7 @@ column per loss term present."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
 from sfrs.config import to_dict
@@ -52,6 +53,14 @@ def write_results(run, history, final: bool) -> Dict[str, Any]:
         recall = ", ".join(f"R@{n} {best['val'][n]:.1f}" for n in ns)
         lines += ["", f"Best on {best['metric']}: generation {best['generation']}, epoch {best['epoch']} "
                   f"(val {recall}) -> `best.pt`"]
+        if "test" in best:
+            test = ", ".join(f"R@{n} {best['test'][n]:.1f}" for n in ns)
+            lines += ["", f"`best.pt` on {config.train.test_split}: {test}"]
+        if "test_pca" in best:
+            whitened = best["test_pca"]
+            test = ", ".join(f"R@{n} {whitened['recall'][n]:.1f}" for n in ns)
+            lines += ["", f"`best.pt` PCA-whitened to {whitened['dim']}-d (fitted on the training split, "
+                          f"`{Path(whitened['model']).name}`) on {config.train.test_split}: {test}"]
     lines += ["", "## Per epoch (mean loss terms, validation)", ""] + epoch_table(history.epochs, ns)
     atomic_write_text(paths.results_md, "\n".join(lines) + "\n")
     return results

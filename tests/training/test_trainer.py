@@ -125,3 +125,27 @@ def test_eval_recall_at__chooses_the_recorded_recalls_and_the_best_metric(tmp_pa
     assert results["best"]["metric"] == "val R@2"
     assert set(results["best"]["val"]) == set(results["generations"][0]["test"]) == {"1", "2", "3"}
     assert "| val R@1 | val R@2 | val R@3 |" in (tmp_path / "results.md").read_text()
+
+
+def test_best_model__test_recall_and_pca_whitened_recall_match_an_independent_evaluation(tmp_path):
+    """The model a user ships is measured on test: best.pt as is, and PCA-whitened with
+    eval.pca_dim (the paper's numbers); both equal evaluating the saved files afresh."""
+    from sfrs.retrieval import evaluate_split
+
+    config = load_config(overrides=TINY_TRAINING + ["eval.pca_dim=8", "eval.pca_samples=60"], generations=1, epochs=1)
+    results = run(config, tmp_path)
+    best = results["best"]
+    test = open_dataset("synthetic:tiny", "test")
+
+    def recall(path):
+        report = evaluate_split(load_network(path), test, batch_size=16)
+        return {n: round(v, 2) for n, v in report["recall"].items()}
+
+    assert best["test"] == recall(tmp_path / "best.pt")
+    whitened = best["test_pca"]
+    assert whitened["dim"] == 8 and whitened["model"] == str(tmp_path / "best_pca8.pt")
+    assert load_network(tmp_path / "best_pca8.pt").out_dim == 8
+    assert whitened["recall"] == recall(tmp_path / "best_pca8.pt")
+    table = (tmp_path / "results.md").read_text()
+    assert "`best.pt` on test: R@1" in table and "`best.pt` PCA-whitened to 8-d" in table
+    assert json.loads((tmp_path / "results.json").read_text())["best"]["test_pca"] == whitened
