@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from sfrs.cli.adapt import main as adapt_main
 from sfrs.cli.eval import main as eval_main
 from sfrs.cli.train import main as train_main
-from tests.tiny import TINY_MODEL, TINY_TRAINING
+from tests.tiny import TINY_TRAINING
 from tools.eval_all import main as eval_all_main
 
 

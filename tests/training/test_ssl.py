@@ -115,7 +115,7 @@ def test_momentum_update__is_the_exponential_moving_average():
 
 
 def ssl_config(term, *extra):
-    sets = [f"loss.terms.hard.weight=0", f"loss.terms.{term}.weight=1", f"loss.terms.{term}.head_dim=32",
+    sets = ["loss.terms.hard.weight=0", f"loss.terms.{term}.weight=1", f"loss.terms.{term}.head_dim=32",
             f"loss.terms.{term}.hidden_dim=32", "optim.tuples_per_step=8", "train.checkpoint_every=1"]
     if term == "moco":
         sets.append("loss.terms.moco.queue_size=24")  # wraps within the run

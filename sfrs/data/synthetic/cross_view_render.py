@@ -21,7 +21,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from sfrs.data.synthetic import facades, strips
 from sfrs.data.synthetic.cross_view import (
-    ASPHALT, GRASS, PAVEMENT, ROAD, SIDEWALK, SIDEWALK_M, Block, Building, Car, District, Tree, azimuth,
+    ASPHALT, GRASS, PAVEMENT, ROAD, SIDEWALK, SIDEWALK_M, Block, Building, District, Tree, azimuth,
 )
 from sfrs.data.synthetic.facades import RGB
 
