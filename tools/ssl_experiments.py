@@ -26,7 +26,7 @@ import json
 import statistics
 import sys
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import click
 
@@ -82,7 +82,10 @@ def summarise(results: List[Dict]) -> Dict:
     }
 
 
-def render(summary: Dict[str, Dict], command: str, best: str) -> str:
+def render(summary: Dict[str, Dict], command: str, best: str, timed_apart: bool) -> str:
+    timing_note = ("Times come from `--timing-output`: seed 0 of every row trained once more, one run after the other "
+                   "on an otherwise idle machine (the seeds above may have shared the CPU)." if timed_apart else
+                   "Times are those of the runs above.")
     lines = [
         "## Self-supervised GeoPair terms on the synthetic city",
         "",
@@ -92,6 +95,7 @@ def render(summary: Dict[str, Dict], command: str, best: str) -> str:
         "splits of `synthetic:small`), and the mean time per epoch with its descriptor-cache",
         "refresh + mining part (validation included in the epoch time). Same schedule for every",
         f"row; `sfrs+{best}` adds the term whose `sare+<term>` row has the best mean validation R@1.",
+        timing_note,
         "",
         "| row | seeds | val R@1 | val R@5 | test R@1 | test R@5 | test R@10 | s / epoch | refresh s / epoch |",
         "|---|---:|---|---|---|---|---|---:|---:|",
@@ -131,19 +135,38 @@ def plot(summary: Dict[str, Dict], path: Path) -> None:
 @click.option("--queries", default=200, show_default=True, help="Training queries per epoch.")
 @click.option("--tuples", default=8, show_default=True, help="Tuples (pairs) per step.")
 @click.option("--write-docs", is_flag=True, help="Write docs/experiments.md and docs/ssl_experiments.png.")
-def main(output: str, seeds: int, epochs: int, queries: int, tuples: int, write_docs: bool) -> None:
+@click.option("--only", help="Comma-separated rows to train now (e.g. sare+moco,sfrs), then stop without a "
+                             "summary: several processes can share the rows; a run without --only collects them.")
+@click.option("--timing-output", type=click.Path(file_okay=False),
+              help="Time every row on seed 0 once more, sequentially, in this folder; the table's times come from there.")
+def main(output: str, seeds: int, epochs: int, queries: int, tuples: int, write_docs: bool, only: str,
+         timing_output: Optional[str]) -> None:
     root = Path(output)
     rows: Dict[str, List[str]] = {"sare": []}
     rows.update({term: ["loss.terms.hard.weight=0"] + term_overrides(term, 1.0) for term in TERMS})
     rows.update({f"sare+{term}": term_overrides(term, SSL_WEIGHTS[term]) for term in TERMS})
     plain, soft = schedule(epochs, queries, tuples, soft=False), schedule(epochs, queries, tuples, soft=True)
+    if only:
+        wanted = [name.strip() for name in only.split(",") if name.strip()]
+        unknown = [name for name in wanted if name not in rows and name != "sfrs"]
+        if unknown:
+            raise click.BadParameter(f"unknown row(s) {', '.join(unknown)}; rows: {', '.join(rows)}, sfrs",
+                                     param_hint="--only")
+        for name in wanted:
+            run_row(root, name, rows.get(name, []), seeds, soft if name == "sfrs" else plain)
+        return
     summary = {name: summarise(run_row(root, name, extra, seeds, plain)) for name, extra in rows.items()}
     best = max(TERMS, key=lambda t: summary[f"sare+{t}"]["val_R@1"]["mean"])
-    summary["sfrs"] = summarise(run_row(root, "sfrs", [], seeds, soft))
-    summary[f"sfrs+{best}"] = summarise(run_row(root, f"sfrs+{best}", term_overrides(best, SSL_WEIGHTS[best]), seeds, soft))
+    rows["sfrs"], rows[f"sfrs+{best}"] = [], term_overrides(best, SSL_WEIGHTS[best])
+    for name in ("sfrs", f"sfrs+{best}"):
+        summary[name] = summarise(run_row(root, name, rows[name], seeds, soft))
+    if timing_output:  # every row once more, one after the other: times comparable across rows
+        for name, extra in rows.items():
+            timed = run_row(Path(timing_output), name, extra, 1, soft if name.startswith("sfrs") else plain)
+            summary[name] = {**summary[name], **{k: v for k, v in summarise(timed).items() if k.endswith("_seconds")}}
     atomic_write_json(root / "summary.json", {"best_on_val": best, "rows": summary})
     command = "python tools/ssl_experiments.py " + " ".join(sys.argv[1:])
-    text = render(summary, command, best)
+    text = render(summary, command, best, bool(timing_output))
     click.echo(text)
     if write_docs:
         plot(summary, REPO / "docs" / "ssl_experiments.png")

@@ -104,3 +104,19 @@ def test_sigkill_then_resume__reaches_the_uninterrupted_numbers_and_term_state(t
     assert ta["pull.scale"].item() != 1.0 and ta["pull.steps"].item() == 4
     assert all(torch.equal(ta[k], tb[k]) for k in ta) and set(ta) == set(tb)
     assert "| hard | pull | soft | total |" in (killed / "results.md").read_text()
+
+
+@pytest.mark.parametrize("term", ["simclr", "moco", "byol", "simsiam", "barlow_twins", "vicreg"])
+def test_shipped_ssl_config__trains_from_the_command_line_with_finite_losses(term, tiny_city_root, tmp_path):
+    """configs/ssl_<term>.yaml as a user runs it (self-supervised only), on the tiny city."""
+    config = os.path.join(os.path.dirname(__file__), "..", "..", "configs", f"ssl_{term}.yaml")
+    output = tmp_path / "run"
+    result = CliRunner().invoke(
+        train_main, ["--config", config, "--generations", "1", "--epochs", "1", "--output", str(output),
+                     "--no-progress"] + SETS, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    results = json.loads((output / "results.json").read_text())
+    [epoch] = results["epochs"]
+    assert results["generations"][0]["terms"] == {term: 1.0}  # self-supervised only: no hard, no soft term
+    assert set(epoch["losses"]) >= {term, "total"}
+    assert all(torch.isfinite(torch.tensor(value)) for value in epoch["losses"].values()), epoch["losses"]
