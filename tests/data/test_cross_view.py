@@ -9,6 +9,7 @@ from click.testing import CliRunner
 from sfrs.cli.synth import main as synth_main
 from sfrs.data import open_dataset
 from sfrs.data.synthetic import cross_view as cv
+from sfrs.data.synthetic import cross_view_plan as plan
 from sfrs.data.synthetic import cross_view_render as render
 from sfrs.data.synthetic.seeding import rng_for
 from sfrs.errors import DataError
@@ -20,7 +21,7 @@ def root(private_cache):
 
 
 def test_layout__building_folders_in_the_university1652_views(root):
-    size = cv.CROSS_VIEW_SIZES["tiny"]
+    size = plan.CROSS_VIEW_SIZES["tiny"]
     train_ids = sorted(p.name for p in (root / "train" / "satellite").iterdir())
     assert train_ids == [f"{i:04d}" for i in range(size.train_grid[0] * size.train_grid[1])]
     assert sorted(p.name for p in (root / "train" / "drone").iterdir()) == train_ids
@@ -48,14 +49,14 @@ def test_reader__opens_both_splits_with_same_block_ground_truth(root):
 
 
 def test_rendering__deterministic_in_seed_and_differs_across_seeds():
-    size = cv.CROSS_VIEW_SIZES["tiny"]
-    a, b = cv.plan_district(size, "test", 0), cv.plan_district(size, "test", 0)
-    assert a == b and cv.plan_district(size, "test", 1) != a
-    scene = render.Scene(a, rng_for(0, cv.PLAN, 1, 3))
+    size = plan.CROSS_VIEW_SIZES["tiny"]
+    a, b = plan.plan_district(size, "test", 0), plan.plan_district(size, "test", 0)
+    assert a == b and plan.plan_district(size, "test", 1) != a
+    scene = render.Scene(a, rng_for(0, plan.PLAN, 1, 3))
     block = a.blocks[5]
-    views = [np.asarray(render.drone_view(scene, block, 64, rng_for(0, cv.DRONE_VIEW, 1, 5, 0), (0, 4))) for _ in range(2)]
+    views = [np.asarray(render.drone_view(scene, block, 64, rng_for(0, plan.DRONE_VIEW, 1, 5, 0), (0, 4))) for _ in range(2)]
     assert views[0].shape == (64, 64, 3) and np.array_equal(views[0], views[1])
-    tiles = [np.asarray(render.satellite_tile(scene, block, 64, rng_for(s, cv.SATELLITE_VIEW, 1, 5))) for s in (0, 0, 1)]
+    tiles = [np.asarray(render.satellite_tile(scene, block, 64, rng_for(s, plan.SATELLITE_VIEW, 1, 5))) for s in (0, 0, 1)]
     assert np.array_equal(tiles[0], tiles[1]) and not np.array_equal(tiles[0], tiles[2])
 
 

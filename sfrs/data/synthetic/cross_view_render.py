@@ -20,8 +20,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from sfrs.data.synthetic import facades, strips
-from sfrs.data.synthetic.cross_view import (
-    ASPHALT, GRASS, PAVEMENT, ROAD, SIDEWALK, SIDEWALK_M, Block, Building, District, Tree, azimuth,
+from sfrs.data.synthetic.cross_view import azimuth
+from sfrs.data.synthetic.cross_view_plan import (
+    ASPHALT, GRASS, PAVEMENT, ROAD, SIDEWALK, SIDEWALK_M, Block, Building, District, Tree,
 )
 from sfrs.data.synthetic.facades import RGB
 
