@@ -1,5 +1,6 @@
 """Layers only call downwards: cli -> reports -> training / adaptation / retrieval -> models / data
--> config (only cli and reports may import adaptation).
+-> config (only cli and reports may import adaptation); analysis sits beside training, over
+retrieval and data, and only cli and reports may import it.
 
 Every module under ``sfrs/`` is parsed (not imported) and each of its imports, including
 those inside functions, is checked against the rule of its layer.
@@ -16,11 +17,13 @@ PACKAGE = Path(__file__).resolve().parents[1] / "sfrs"
 FORBIDDEN = {
     "cli": set(),
     "reports": {"cli"},
-    "training": {"cli", "reports", "adaptation"},
-    "adaptation": {"cli", "reports", "training"},
-    "retrieval": {"cli", "reports", "training", "adaptation"},
-    "models": {"cli", "reports", "training", "retrieval", "adaptation"},
-    "data": {"cli", "reports", "training", "retrieval", "adaptation"},
+    "training": {"cli", "reports", "adaptation", "analysis"},
+    "adaptation": {"cli", "reports", "training", "analysis"},
+    # data set statistics and figures: data, and retrieval's thumbnails and map styles
+    "analysis": {"cli", "reports", "training", "adaptation"},
+    "retrieval": {"cli", "reports", "training", "adaptation", "analysis"},
+    "models": {"cli", "reports", "training", "retrieval", "adaptation", "analysis"},
+    "data": {"cli", "reports", "training", "retrieval", "adaptation", "analysis"},
 }
 #: the configuration sits below everything: it may import only these (and itself).
 CONFIG_MAY_IMPORT = {"config", "errors", "utils"}

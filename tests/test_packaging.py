@@ -36,7 +36,7 @@ def installed(name: str):
 
 def test_console_scripts__include_the_tools_and_are_installed_as_declared():
     scripts = console_scripts()
-    assert {"sfrs-train", "sfrs-eval", "sfrs-synth", "sfrs-adapt", "sfrs-eval-all"} <= set(scripts)
+    assert {"sfrs-train", "sfrs-eval", "sfrs-synth", "sfrs-adapt", "sfrs-eval-all", "sfrs-data"} <= set(scripts)
     for name, target in scripts.items():
         assert installed(name).value == target
 
@@ -56,6 +56,12 @@ def test_sfrs_eval_all__help_through_the_entry_point_is_the_command_of_the_scrip
     assert result.exit_code == 0, result.output
     assert "--datasets-root" in result.output and "--checkpoint" in result.output
     assert command is script_main
+
+
+def test_sfrs_data__help_through_the_entry_point_lists_stats():
+    result = CliRunner().invoke(installed("sfrs-data").load(), ["--help"])
+    assert result.exit_code == 0, result.output
+    assert "stats" in result.output and "--version" in result.output
 
 
 def faiss_distributions(requirements: str) -> list:
