@@ -22,7 +22,7 @@ class DatasetStats:
 
     Attributes:
         splits: split name -> its statistics, in train/val/test order.
-        skipped: split name -> why it was not opened (it does not exist).
+        skipped: split name -> why it was not opened (most often: it does not exist).
         files: every file written.
     """
 
@@ -85,7 +85,7 @@ def markdown_table(result: DatasetStats) -> str:
             f"| {extent['width_m']:,.0f} x {extent['height_m']:,.0f} |"
         )
     if result.skipped:
-        lines += ["", "Splits not found: " + ", ".join(result.skipped) + "."]
+        lines += ["", "Splits skipped:", ""] + [f"- {name}: {reason}" for name, reason in result.skipped.items()]
     return "\n".join(lines) + "\n"
 
 

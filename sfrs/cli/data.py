@@ -34,8 +34,8 @@ def stats(spec: str, output: str, splits: Tuple[str, ...], images_root: Optional
             f"({row['queries_without_positive']:,} without a positive within {row['radius_m']:g} m, "
             f"{row['radius_source']})"
         )
-    if result.skipped:
-        click.echo(f"splits not found: {', '.join(result.skipped)}")
+    for name, reason in result.skipped.items():
+        click.echo(f"{name}: skipped ({reason})")
     click.echo(f"wrote {len(result.files)} files to {output}")
 
 

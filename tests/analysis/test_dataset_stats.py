@@ -65,7 +65,7 @@ def test_dataset_stats__matches_naive_loop_on_hand_placed_images(tmp_path):
     assert extent["easting"] == pytest.approx([EAST, EAST + 300]) and extent["height_m"] == pytest.approx(300)
     assert result.splits["test"].positive_counts[10.0].tolist() == [row[0] for row in expected]
     table = (tmp_path / "out" / "stats.md").read_text()
-    assert "| test | 5 | 3 | 25 m (default protocol) | 1 |" in table and "Splits not found: train, val." in table
+    assert "| test | 5 | 3 | 25 m (default protocol) | 1 |" in table and "- train: " in table and "split 'val' not found" in table
 
 
 def test_dataset_stats__figures_exist_at_their_size(tmp_path):
