@@ -6,7 +6,7 @@ Import model names from here (``from sfrs.models import build_network, load_netw
 """
 from sfrs.models.adapter import Adapter
 from sfrs.models.backbones import IMAGENET_MEAN, IMAGENET_STD, Backbone, build_backbone, list_backbones
-from sfrs.models.heads import REGION_NAMES, GeM, NetVLAD, build_head, list_heads
+from sfrs.models.heads import MAC, REGION_NAMES, RMAC, GeM, NetVLAD, SPoC, build_head, list_heads
 from sfrs.models.init import init_netvlad, sample_local_descriptors
 from sfrs.models.network import GeoNet, build_network, load_network, network_from_payload
 from sfrs.models.openibl import convert_openibl
@@ -25,6 +25,9 @@ __all__ = [
     "IMAGENET_STD",
     "NetVLAD",
     "GeM",
+    "MAC",
+    "SPoC",
+    "RMAC",
     "build_head",
     "list_heads",
     "REGION_NAMES",
