@@ -63,13 +63,7 @@ def _check_seed(seed: int) -> int:
 
 def read_cross_view_manifest(root: PathLike) -> Optional[Dict]:
     """The manifest of a complete cross-view set at ``root``, or None."""
-    try:
-        data = json.loads((Path(root) / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT or data.get("complete") is not True:
-        return None
-    return data
+    return writer.read_manifest(Path(root), MANIFEST, MANIFEST_FORMAT)
 
 
 def _is_complete(root: Path, size: str, seed: int) -> bool:

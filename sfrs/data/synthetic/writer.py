@@ -104,13 +104,13 @@ def write_manifest(root: Path, manifest: Dict[str, Any]) -> None:
     (root / MANIFEST).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-def read_manifest(root: Path) -> Optional[Dict[str, Any]]:
-    """The manifest of a complete city at ``root``, or None."""
+def read_manifest(root: Path, name: str = MANIFEST, manifest_format: str = MANIFEST_FORMAT) -> Optional[Dict[str, Any]]:
+    """The manifest ``name`` of a complete generated set at ``root`` (default: the city's), or None."""
     try:
-        data = json.loads((Path(root) / MANIFEST).read_text())
+        data = json.loads((Path(root) / name).read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT or data.get("complete") is not True:
+    if not isinstance(data, dict) or data.get("format") != manifest_format or data.get("complete") is not True:
         return None
     return data
 
