@@ -21,7 +21,6 @@ chosen on a test split: every row is reported.
 """
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import sys
@@ -31,7 +30,7 @@ from typing import Dict, List, Optional
 import click
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ssl_experiments import run_row, schedule  # noqa: E402  (the source models are that table's sare row)
+from ssl_experiments import finished, run_row, schedule  # noqa: E402  (the source models are that table's sare row)
 
 from sfrs.adaptation import adapt, load_adapt_config  # noqa: E402
 from sfrs.data.synthetic import ensure_synthetic  # noqa: E402
@@ -64,9 +63,8 @@ def adapt_row(root: Path, name: str, checkpoints: List[Path], dataset: str, over
     results = []
     for seed, checkpoint in enumerate(checkpoints):
         output = root / name / f"seed{seed}"
-        done = output / "results.json"
-        if done.exists() and json.loads(done.read_text()).get("complete"):
-            results.append(json.loads(done.read_text()))
+        if finished(output) is not None:
+            results.append(finished(output))
             continue
         click.echo(f"== {name} seed {seed}")
         share_features(root, name, seed, output)

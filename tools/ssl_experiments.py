@@ -53,13 +53,22 @@ def schedule(epochs: int, queries: int, tuples: int, soft: bool) -> List[str]:
             f"train.generations.1.soft_weight={0.5 if soft else 0}"]
 
 
+def finished(output: Path) -> Optional[Dict]:
+    """The results of the complete run (training or adaptation) in ``output``, else None."""
+    done = output / "results.json"
+    if done.exists():
+        results = json.loads(done.read_text())
+        if results.get("complete"):
+            return results
+    return None
+
+
 def run_row(root: Path, name: str, overrides: List[str], seeds: int, common: List[str]) -> List[Dict]:
     results = []
     for seed in range(seeds):
         output = root / name / f"seed{seed}"
-        done = output / "results.json"
-        if done.exists() and json.loads(done.read_text()).get("complete"):
-            results.append(json.loads(done.read_text()))
+        if finished(output) is not None:
+            results.append(finished(output))
             continue
         click.echo(f"== {name} seed {seed}")
         config = load_config(overrides=common + overrides + [f"seed={seed}"], generations=2)
