@@ -22,7 +22,7 @@ from __future__ import annotations
 import importlib
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Union
+from typing import Any, Callable, Dict, List, Union
 
 import torch
 
@@ -164,6 +164,18 @@ def run_generation(run: TrainingRun, g: int, schedule: GenerationConfig, state: 
     finish_generation(run, g, schedule, trainer, time.perf_counter() - started)
 
 
+def generation_stats(epochs: List[Dict[str, Any]]) -> Dict[str, float]:
+    """The terms' diagnostics over a generation (e.g. ``soft/teacher_entropy``): the mean of
+    its epochs' means, weighted by their steps."""
+    sums: Dict[str, float] = {}
+    weights: Dict[str, float] = {}
+    for epoch in epochs:
+        for name, value in epoch.get("stats", {}).items():
+            sums[name] = sums.get(name, 0.0) + value * epoch["steps"]
+            weights[name] = weights.get(name, 0.0) + epoch["steps"]
+    return {name: sums[name] / weights[name] for name in sums if weights[name] > 0}
+
+
 def finish_generation(run: TrainingRun, g: int, schedule: GenerationConfig, trainer: Trainer, seconds: float) -> None:
     """Save the generation's final model (the next teacher), record val/test recall."""
     network, state = trainer.network, trainer.state
@@ -182,6 +194,7 @@ def finish_generation(run: TrainingRun, g: int, schedule: GenerationConfig, trai
         "student_init": schedule.student_init, "terms": trainer.objective.weights,
         "val": run.recall(val_report), "test": run.recall(test_report),
         "seconds": sum(e["seconds"] for e in epochs) if epochs else seconds,
+        "stats": generation_stats(epochs),
         "final_checkpoint": str(final_path),
         "best_checkpoint": str(run.paths.epoch_checkpoint(g, best_epoch["epoch"])) if best_epoch else None,
     })
@@ -189,6 +202,8 @@ def finish_generation(run: TrainingRun, g: int, schedule: GenerationConfig, trai
     for split_name, report in (("val", val_report), ("test", test_report)):
         for n, value in report["recall"].items():
             run.writer.add_scalar(f"generation/{split_name}_recall@{n}", value, g)
+    for name, value in state.history.generations[-1]["stats"].items():
+        run.writer.add_scalar(f"generation/{name}", value, g)
     run.log(f"generation {g} done: val {format_recall(val_report)}; test {format_recall(test_report)}")
     if distributed.is_main():
         write_results(run, state.history, final=False)

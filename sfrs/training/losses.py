@@ -320,16 +320,22 @@ def soft_label_stats(
     Args: as :func:`soft_region_loss`.
     Returns:
         ``teacher_entropy`` and ``student_entropy``: mean entropy (nats) of the two
-        distributions over the valid entries; ``agreement``: fraction of tuples whose
-        student argmax entry equals the teacher's; ``tuples``: number of tuples with at
-        least one valid positive (the averages run over these; NaN when there are none).
+        distributions over the valid entries; ``uniform_entropy``: mean log of the number
+        of valid entries, the entropy of labels that say nothing (the teacher's entropy
+        is read against it); ``teacher_spread``: mean over tuples of the range (max - min)
+        of the teacher's cosine similarities over the valid entries: divided by the
+        teacher temperature it is the spread of the label logits, so a small spread is why
+        labels come out near-uniform; ``agreement``: fraction of tuples whose student
+        argmax entry equals the teacher's; ``tuples``: number of tuples with at least one
+        valid positive (the averages run over these; NaN when there are none).
     """
     _check_soft_inputs(anchor, positive_regions, teacher_similarities, mask)
     rows = mask.any(dim=1)
     count = int(rows.sum())
     if count == 0:
         nan = float("nan")
-        return {"teacher_entropy": nan, "student_entropy": nan, "agreement": nan, "tuples": 0.0}
+        return {"teacher_entropy": nan, "student_entropy": nan, "uniform_entropy": nan, "teacher_spread": nan,
+                "agreement": nan, "tuples": 0.0}
     mask = mask[rows]
     valid = _entry_mask(mask, positive_regions.shape[2])
     logits = similarity(anchor[rows], positive_regions[rows], student_temperature).flatten(1)
@@ -342,9 +348,13 @@ def soft_label_stats(
         return -torch.where(p > 0, p * p.clamp_min(torch.finfo(p.dtype).tiny).log(), torch.zeros_like(p)).sum(1)
 
     agree = student.argmax(dim=1) == teacher.argmax(dim=1)
+    sims = teacher_similarities[rows].flatten(1)
+    spread = sims.masked_fill(~valid, float("-inf")).amax(1) - sims.masked_fill(~valid, float("inf")).amin(1)
     return {
         "teacher_entropy": float(entropy(teacher).mean()),
         "student_entropy": float(entropy(student).mean()),
+        "uniform_entropy": float(valid.sum(1).double().log().mean()),
+        "teacher_spread": float(spread.mean()),
         "agreement": float(agree.double().mean()),
         "tuples": float(count),
     }

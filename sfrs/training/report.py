@@ -37,6 +37,29 @@ def epoch_table(epochs: List[Dict[str, Any]], ns: Sequence[str] = ("1", "5", "10
     return lines
 
 
+#: the soft term's label diagnostics shown per generation (see ``soft_label_stats``).
+LABEL_STATS = ("soft/teacher_entropy", "soft/uniform_entropy", "soft/teacher_spread", "soft/agreement")
+
+
+def label_table(generations: List[Dict[str, Any]]) -> List[str]:
+    """Markdown rows for the generations trained with teacher labels: how informative the
+    labels were (entropy against the uniform entropy of the same entries, the spread of
+    the teacher's similarities) and how often the student's top region agreed."""
+    rows = [g for g in generations if all(k in g.get("stats", {}) for k in LABEL_STATS)]
+    if not rows:
+        return []
+    lines = ["| gen | teacher tau | label entropy (nats) | uniform entropy | entropy / uniform | "
+             "teacher similarity spread | spread / tau | student-teacher argmax agreement |",
+             "|---|---|---|---|---|---|---|---|"]
+    for g in rows:
+        st, tau = g["stats"], g.get("teacher_temperature") or float("nan")
+        ratio = st["soft/teacher_entropy"] / st["soft/uniform_entropy"]
+        lines.append(f"| {g['generation']} | {tau:g} | {st['soft/teacher_entropy']:.3f} | "
+                     f"{st['soft/uniform_entropy']:.3f} | {ratio:.3f} | {st['soft/teacher_spread']:.3f} | "
+                     f"{st['soft/teacher_spread'] / tau:.2f} | {st['soft/agreement']:.3f} |")
+    return lines
+
+
 def write_results(run, history, final: bool) -> Dict[str, Any]:
     config, paths = run.config, run.paths
     ns = run.recall_keys[:3]
@@ -61,6 +84,9 @@ def write_results(run, history, final: bool) -> Dict[str, Any]:
             test = ", ".join(f"R@{n} {whitened['recall'][n]:.1f}" for n in ns)
             lines += ["", f"`best.pt` PCA-whitened to {whitened['dim']}-d (fitted on the training split, "
                           f"`{Path(whitened['model']).name}`) on {config.train.test_split}: {test}"]
+    labels = label_table(history.generations)
+    if labels:
+        lines += ["", "## Soft region labels (means over each generation's steps)", ""] + labels
     lines += ["", "## Per epoch (mean loss terms, validation)", ""] + epoch_table(history.epochs, ns)
     atomic_write_text(paths.results_md, "\n".join(lines) + "\n")
     return results

@@ -71,6 +71,7 @@ class Trainer:
         self.objective, self.optimizer, self.scheduler = objective, optimizer, scheduler
         self.miner, self.labels, self.state, self.clock = miner, labels, state, clock
         self.on_step = on_step
+        self.epoch_stats = StatsMean()
         model = run.config.model
         objective.network.set_training_memory(model.frozen_chunk, model.checkpoint_activations)
         self.trained = _data_parallel(objective, run.device)
@@ -93,6 +94,7 @@ class Trainer:
         chunks = [order[i : i + cfg.mining.cache_refresh] for i in range(0, len(order), cfg.mining.cache_refresh)]
         transform = build_train_transform(self.network, cfg.augment)
         totals: Dict[str, float] = {}
+        self.epoch_stats = StatsMean()
         count, refresh_seconds = 0, 0.0
         for c in range(position.chunk, len(chunks)):
             if chunk is None:
@@ -160,6 +162,7 @@ class Trainer:
         writer.add_scalar("lr", self.optimizer.param_groups[0]["lr"], step)
         for name, value in local.stats.items():
             writer.add_scalar(f"stats/{name}", value, step)
+        self.epoch_stats.add(local.stats)
         return values
 
     def end_epoch(self, epoch: int, losses: Dict[str, float], steps: int, started: float,
@@ -170,9 +173,15 @@ class Trainer:
         val_report, predictions = run.evaluate(self.network, run.val_split)
         record = {"generation": g, "epoch": epoch, "steps": steps, "val": run.recall(val_report),
                   "losses": losses, "seconds": time.perf_counter() - started, "refresh_seconds": refresh_seconds}
+        stats = self.epoch_stats.means()
+        if stats:
+            record["stats"] = stats
         history.epochs.append(record)
         for n, value in val_report["recall"].items():
             run.writer.add_scalar(f"val/recall@{n}", value, position.global_step)
+        for name, value in stats.items():
+            # one point per epoch on the step axis: the per-step curves are noisy
+            run.writer.add_scalar(f"epoch_stats/{name}", value, position.global_step)
         self.log_examples(predictions, len(history.epochs) - 1)
         run.log(f"generation {g} epoch {epoch}: {', '.join(f'{k} {v:.4f}' for k, v in losses.items())}; "
                 f"val {format_recall(val_report)} ({record['seconds']:.0f}s)")
@@ -224,6 +233,24 @@ class Trainer:
         rows = np.linspace(0, split.num_queries - 1, num=min(count, split.num_queries)).astype(int)
         grid = retrieval_grid(split, rows, predictions[rows, :5], positives, thumb=(72, 96))
         run.writer.add_image(EXAMPLES_TAG, grid, epochs_before, dataformats="HWC")
+
+
+class StatsMean:
+    """Running means of the terms' per-step diagnostics over an epoch; a step's NaN (no
+    tuple the statistic applies to) does not count. Step counts, not tuples, weight them."""
+
+    def __init__(self) -> None:
+        self.sums: Dict[str, float] = {}
+        self.counts: Dict[str, int] = {}
+
+    def add(self, stats: Dict[str, float]) -> None:
+        for name, value in stats.items():
+            if np.isfinite(value):
+                self.sums[name] = self.sums.get(name, 0.0) + float(value)
+                self.counts[name] = self.counts.get(name, 0) + 1
+
+    def means(self) -> Dict[str, float]:
+        return {name: self.sums[name] / self.counts[name] for name in self.sums}
 
 
 @dataclass

@@ -239,7 +239,7 @@ def test_soft_region_loss__teacher_gets_no_gradient(soft_inputs):
 def test_soft_label_stats__match_naive_entropies_and_agreement(soft_inputs):
     anchor, regions, teacher_sims, mask = soft_inputs
     tau_s, tau_t = 0.5, 0.2
-    entropies_t, entropies_s, agree = [], [], []
+    entropies_t, entropies_s, agree, uniform, spreads = [], [], [], [], []
     for b in range(B):
         entries = [(m, r) for m in range(M) if mask[b, m] for r in range(R)]
         s = [math.exp(dot(anchor[b], regions[b, m, r]) / tau_s) for m, r in entries]
@@ -249,7 +249,13 @@ def test_soft_label_stats__match_naive_entropies_and_agreement(soft_inputs):
         entropies_s.append(-sum(v * math.log(v) for v in s))
         entropies_t.append(-sum(v * math.log(v) for v in t))
         agree.append(max(range(len(s)), key=s.__getitem__) == max(range(len(t)), key=t.__getitem__))
+        uniform.append(math.log(len(entries)))
+        raw = [float(teacher_sims[b, m, r]) for m, r in entries]
+        spreads.append(max(raw) - min(raw))
     stats = soft_label_stats(anchor, regions, teacher_sims, mask, tau_s, tau_t)
+    assert stats["uniform_entropy"] == pytest.approx(sum(uniform) / B, rel=1e-10)
+    assert stats["teacher_spread"] == pytest.approx(sum(spreads) / B, rel=1e-6)
+    assert stats["teacher_entropy"] <= stats["uniform_entropy"] + 1e-9
     assert stats["teacher_entropy"] == pytest.approx(sum(entropies_t) / B, rel=1e-10)
     assert stats["student_entropy"] == pytest.approx(sum(entropies_s) / B, rel=1e-10)
     assert stats["agreement"] == pytest.approx(sum(agree) / B)

@@ -149,3 +149,26 @@ def test_best_model__test_recall_and_pca_whitened_recall_match_an_independent_ev
     table = (tmp_path / "results.md").read_text()
     assert "`best.pt` on test: R@1" in table and "`best.pt` PCA-whitened to 8-d" in table
     assert json.loads((tmp_path / "results.json").read_text())["best"]["test_pca"] == whitened
+
+
+def test_label_statistics__per_epoch_means_of_the_logged_steps_and_per_generation(uninterrupted):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    output, results = uninterrupted
+    acc = EventAccumulator(str(output / "tb"), size_guidance={"scalars": 0}).Reload()
+    gen0, gen1 = results["generations"]
+    assert not any(name.startswith("soft/") for name in gen0["stats"])
+    epoch = [e for e in results["epochs"] if e["generation"] == 1][0]
+    first = sum(e["steps"] for e in results["epochs"] if e["generation"] == 0)
+    for name in ("teacher_entropy", "uniform_entropy", "teacher_spread", "agreement"):
+        logged = [s.value for s in acc.Scalars(f"stats/soft/{name}") if first <= s.step < first + epoch["steps"]]
+        assert len(logged) == epoch["steps"]
+        assert epoch["stats"][f"soft/{name}"] == pytest.approx(np.mean(logged), rel=1e-5)
+        assert gen1["stats"][f"soft/{name}"] == pytest.approx(epoch["stats"][f"soft/{name}"])
+        assert [s.step for s in acc.Scalars(f"generation/soft/{name}")] == [1]
+    stats = gen1["stats"]
+    # 3 difficult positives x 9 regions at most: uniform entropy <= log 27
+    assert 0 < stats["soft/teacher_entropy"] <= stats["soft/uniform_entropy"] <= np.log(27) + 1e-9
+    assert stats["soft/teacher_spread"] > 0
+    table = (output / "results.md").read_text()
+    assert "## Soft region labels" in table and "| 1 | 0.07 |" in table
