@@ -24,7 +24,7 @@ def fake_synthetic(monkeypatch, tmp_path):
     """A stand-in for sfrs.data.synthetic that records its calls and serves a tiny VG folder."""
     calls = []
 
-    def ensure_synthetic(size="small", seed=0, cache_dir=None, progress=True):
+    def ensure_synthetic(size="small", seed=0, cache_dir=None, progress=True, occlusion=0.0):
         calls.append(size)
         return make_vg(tmp_path / f"synthetic_{size}")
 

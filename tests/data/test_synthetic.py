@@ -261,7 +261,7 @@ def test_generate_city__refuses_a_non_empty_foreign_directory(tmp_path):
 def test_generate_city__uses_the_winner_when_another_process_publishes_first(tmp_path, monkeypatch):
     output = tmp_path / "city"
 
-    def render_while_another_process_wins(root, spec, seed, progress):
+    def render_while_another_process_wins(root, spec, seed, progress, occlusion):
         writer.write_manifest(root, {"size": spec.name, "seed": seed, "generator_version": GENERATOR_VERSION})
         output.mkdir()
         (output / "winner.txt").write_text("first")

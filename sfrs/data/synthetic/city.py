@@ -24,6 +24,19 @@ DB_CAPTURE = (2014, 9)  # the capture campaign of the database: one month, dayti
 SEASON_MONTHS = {"summer": (6, 7, 8), "autumn": (10, 11), "winter": (12, 1, 2)}
 
 
+#: the largest ``occlusion``: a query must keep some view of its place.
+MAX_OCCLUSION = 0.9
+
+
+def check_occlusion(occlusion: float) -> float:
+    """``occlusion`` as a float in [0, :data:`MAX_OCCLUSION`], else :class:`DataError`."""
+    if isinstance(occlusion, bool) or not isinstance(occlusion, (int, float, np.floating)) \
+            or not 0.0 <= float(occlusion) <= MAX_OCCLUSION:
+        raise DataError(f"synthetic city occlusion must be a number in [0, {MAX_OCCLUSION}] "
+                        f"(fraction of each query's width hidden), got {occlusion!r}")
+    return float(occlusion)
+
+
 def _check_seed(seed: int) -> int:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise DataError(f"synthetic city seed must be a non-negative integer, got {seed!r}")
@@ -54,7 +67,8 @@ def _check_disjoint(layouts: Dict[str, layout.SplitLayout]) -> None:
                 raise AssertionError(f"synthetic layout bug: splits {a} and {b} are closer than 25 m")
 
 
-def _render_split(root: Path, size: CitySize, seed: int, split: str, split_layout: layout.SplitLayout, bar) -> Dict:
+def _render_split(root: Path, size: CitySize, seed: int, split: str, split_layout: layout.SplitLayout, bar,
+                  occlusion: float) -> Dict:
     split_index = SPLITS.index(split)
     folders = {kind: root / "images" / split / name for kind, name in enumerate(layout.KINDS)}
     for folder in folders.values():
@@ -81,7 +95,10 @@ def _render_split(root: Path, size: CitySize, seed: int, split: str, split_layou
                         rng, street.facade_x(shot.x, side), street.facade_distance(shot.lateral, side), query=query
                     )
                     if query:
-                        image, conditions = render.render_query(strip, plan.props, pose, rng)
+                        image, conditions = render.render_query(
+                            strip, plan.props, pose, rng, occlusion=occlusion,
+                            occluder_rng=seeding.rng_for(seed, seeding.OCCLUDER, split_index, shot.index),
+                        )
                         timestamp = _query_timestamp(rng, conditions)
                         pano = writer.pano_id(seed, split, "query", shot.index)
                         note = "night" if conditions.night else "day"
@@ -118,7 +135,7 @@ def _render_split(root: Path, size: CitySize, seed: int, split: str, split_layou
     }
 
 
-def _render_city(root: Path, size: CitySize, seed: int, progress: bool) -> None:
+def _render_city(root: Path, size: CitySize, seed: int, progress: bool, occlusion: float) -> None:
     from tqdm import tqdm
 
     layouts = {split: layout.split_layout(size, split, seed) for split in SPLITS}
@@ -127,7 +144,7 @@ def _render_city(root: Path, size: CitySize, seed: int, progress: bool) -> None:
     splits = {}
     with tqdm(total=total, desc=f"synthetic city '{size.name}' (seed {seed})", unit="img", disable=not progress) as bar:
         for split in SPLITS:
-            splits[split] = _render_split(root, size, seed, split, layouts[split], bar)
+            splits[split] = _render_split(root, size, seed, split, layouts[split], bar, occlusion)
     writer.write_manifest(
         root,
         {
@@ -149,6 +166,7 @@ def _render_city(root: Path, size: CitySize, seed: int, progress: bool) -> None:
                 "night_probability": render.NIGHT_PROBABILITY,
                 "facade_styles": [s.name for s in facades.STYLES],
                 "jpeg_quality": render.JPEG_QUALITY,
+                "occlusion": occlusion,
             },
         },
     )
@@ -160,8 +178,13 @@ def _asdict(size: CitySize) -> Dict:
     return asdict(size)
 
 
-def generate_city(output: PathLike, size: str = "small", seed: int = 0, progress: bool = True) -> Path:
+def generate_city(output: PathLike, size: str = "small", seed: int = 0, progress: bool = True,
+                  occlusion: float = 0.0) -> Path:
     """Render the synthetic city of ``size`` and ``seed`` as a VG folder at ``output``.
+
+    ``occlusion`` (0 to :data:`MAX_OCCLUSION`): every query of every split has a vehicle
+    next to the camera hiding this fraction of its width (:func:`render.draw_occluder`);
+    everything else is the same city, image for image (0: no occluder, the default).
 
     Layout: ``<output>/images/{train,val,test}/{database,queries}/@...@.jpg`` (120 x 160
     RGB JPEGs) and ``<output>/city.json`` (counts, parameters, generator version). Same
@@ -173,26 +196,28 @@ def generate_city(output: PathLike, size: str = "small", seed: int = 0, progress
     Returns:
         ``output`` as a Path.
     Raises:
-        DataError: unknown size, bad seed, or ``output`` exists, is not empty and is not
-            this very city.
+        DataError: unknown size, bad seed or occlusion, or ``output`` exists, is not empty
+            and is not this very city.
     """
     spec = get_size(size)
     seed = _check_seed(seed)
+    occlusion = check_occlusion(occlusion)
     output = Path(output).expanduser()
-    if writer.is_complete_city(output, spec.name, seed, GENERATOR_VERSION):
+    if writer.is_complete_city(output, spec.name, seed, GENERATOR_VERSION, occlusion):
         return output
     if output.exists() and not writer.is_empty_dir(output):
         raise DataError(
             f"{output}: exists and is not an empty directory nor the synthetic city "
-            f"'{spec.name}' seed {seed} v{GENERATOR_VERSION}; choose another output or delete it"
+            f"'{spec.name}' seed {seed} occlusion {occlusion:g} v{GENERATOR_VERSION}; choose another output or delete it"
         )
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = writer.temporary_sibling(output)
     writer.remove_tree(tmp)  # left over by a killed process that had our pid
     try:
         tmp.mkdir()
-        _render_city(tmp, spec, seed, progress)
-        if not writer.publish(tmp, output) and not writer.is_complete_city(output, spec.name, seed, GENERATOR_VERSION):
+        _render_city(tmp, spec, seed, progress, occlusion)
+        if not writer.publish(tmp, output) and not writer.is_complete_city(
+                output, spec.name, seed, GENERATOR_VERSION, occlusion):
             raise DataError(f"{output}: another process wrote something else there while the city was generated")
     finally:
         writer.remove_tree(tmp)
@@ -204,14 +229,18 @@ def default_cache_dir() -> Path:
     return writer.default_cache_dir()
 
 
-def cached_city_path(size: str, seed: int, cache_dir: Optional[PathLike] = None) -> Path:
-    """``<cache>/synthetic/<size>-seed<seed>-v<GENERATOR_VERSION>`` (whether it exists or not)."""
+def cached_city_path(size: str, seed: int, cache_dir: Optional[PathLike] = None, occlusion: float = 0.0) -> Path:
+    """``<cache>/synthetic/<size>-seed<seed>[-occlusion<f>]-v<GENERATOR_VERSION>`` (whether
+    it exists or not; the occlusion part only when it is not 0)."""
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    return root / "synthetic" / f"{size}-seed{seed}-v{GENERATOR_VERSION}"
+    knob = f"-occlusion{occlusion:g}" if occlusion else ""
+    return root / "synthetic" / f"{size}-seed{seed}{knob}-v{GENERATOR_VERSION}"
 
 
-def ensure_synthetic(size: str = "small", seed: int = 0, cache_dir: Optional[PathLike] = None, progress: bool = True) -> Path:
-    """The cached synthetic city of ``size`` and ``seed``, generated on first use.
+def ensure_synthetic(size: str = "small", seed: int = 0, cache_dir: Optional[PathLike] = None, progress: bool = True,
+                     occlusion: float = 0.0) -> Path:
+    """The cached synthetic city of ``size``, ``seed`` and ``occlusion`` (see
+    :func:`generate_city`), generated on first use.
 
     Safe when several processes ask at once: each renders to its own temporary directory
     and the first rename wins; the others discard their copy and use the winner's.
@@ -220,11 +249,13 @@ def ensure_synthetic(size: str = "small", seed: int = 0, cache_dir: Optional[Pat
         ``<cache>/synthetic/<size>-seed<seed>-v<GENERATOR_VERSION>`` where ``<cache>`` is
         ``cache_dir`` or :func:`default_cache_dir`.
     Raises:
-        DataError: unknown size, bad seed, or an unexpected non-empty directory at that path.
+        DataError: unknown size, bad seed or occlusion, or an unexpected non-empty directory
+            at that path.
     """
     spec = get_size(size)
     seed = _check_seed(seed)
-    path = cached_city_path(spec.name, seed, cache_dir)
-    if writer.is_complete_city(path, spec.name, seed, GENERATOR_VERSION):
+    occlusion = check_occlusion(occlusion)
+    path = cached_city_path(spec.name, seed, cache_dir, occlusion)
+    if writer.is_complete_city(path, spec.name, seed, GENERATOR_VERSION, occlusion):
         return path
-    return generate_city(path, size=spec.name, seed=seed, progress=progress)
+    return generate_city(path, size=spec.name, seed=seed, progress=progress, occlusion=occlusion)

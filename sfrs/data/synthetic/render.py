@@ -18,7 +18,7 @@ from __future__ import annotations
 import io
 import math
 from dataclasses import dataclass
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -342,10 +342,43 @@ def _night_light(
     return np.clip(arr, 0, 1)
 
 
+def draw_occluder(img: Image.Image, fraction: float, rng: np.random.Generator, night: bool) -> Image.Image:
+    """A van or bus standing right next to the camera hides ``fraction`` of the image width
+    at its left or right edge (``rng`` picks the side and the vehicle). Unlike the people
+    and cars drawn in the scene, it is too close for any database image to show: the query
+    shares only the rest of its view with every positive, the partial-overlap case SFRS's
+    region labels are about."""
+    left = bool(rng.random() < 0.5)
+    body = np.asarray(CAR_COLOURS[int(rng.integers(len(CAR_COLOURS)))], dtype=np.float32)
+    glass_top, glass_bottom = rng.uniform(0.12, 0.22), rng.uniform(0.38, 0.48)
+    seams = rng.uniform(0.0, 1.0, size=int(rng.integers(1, 4)))
+    width = int(round(fraction * IMAGE_WIDTH))
+    if width <= 0:
+        return img
+    light = 0.3 if night else float(rng.uniform(0.75, 1.05))
+    arr = np.asarray(img, dtype=np.float32).copy()
+    cols = slice(0, width) if left else slice(IMAGE_WIDTH - width, IMAGE_WIDTH)
+    rows = np.linspace(0.0, 1.0, IMAGE_HEIGHT)[:, None, None]
+    shade = 1.05 - 0.25 * rows  # light from above
+    panel = np.broadcast_to(body * light * shade, (IMAGE_HEIGHT, width, 3)).copy()
+    band = (rows[:, 0, 0] >= glass_top) & (rows[:, 0, 0] < glass_bottom)
+    panel[band] = np.array([40.0, 48.0, 58.0]) * light
+    panel[rows[:, 0, 0] >= 0.85] *= 0.25  # the shadow under the body
+    for seam in seams:
+        panel[:, min(int(seam * width), width - 1)] *= 0.6
+    arr[:, cols] = panel
+    return Image.fromarray(np.clip(np.round(arr), 0, 255).astype(np.uint8))
+
+
 def render_query(
-    strip: Strip, props: Sequence[Prop], pose: Pose, rng: np.random.Generator
+    strip: Strip, props: Sequence[Prop], pose: Pose, rng: np.random.Generator,
+    occlusion: float = 0.0, occluder_rng: Optional[np.random.Generator] = None,
 ) -> Tuple[Image.Image, QueryConditions]:
-    """A query image taken at another time: light, sky, season, occluders, blur, noise, JPEG."""
+    """A query image taken at another time: light, sky, season, occluders, blur, noise, JPEG.
+
+    With ``occlusion`` > 0 a vehicle next to the camera hides that fraction of the width
+    (:func:`draw_occluder`, drawn from ``occluder_rng`` so that everything else in the
+    image is the same as without it)."""
     night = bool(rng.random() < NIGHT_PROBABILITY)
     season = SEASONS[int(rng.choice(len(SEASONS), p=QUERY_SEASON_P))]
     scene = _scene(strip, props, pose, season, with_label=True)
@@ -364,6 +397,10 @@ def render_query(
     else:
         arr = _day_light(arr, label, rng)
     img = _to_image(_downsample(arr))
+    if occlusion > 0:
+        if occluder_rng is None:
+            raise ValueError("occlusion > 0 needs occluder_rng")
+        img = draw_occluder(img, occlusion, occluder_rng, night)
 
     if rng.random() < 0.45:
         img = img.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.4, 1.3))))

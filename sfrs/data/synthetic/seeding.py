@@ -14,6 +14,7 @@ FACADE = 2
 DATABASE_IMAGE = 3
 QUERY_IMAGE = 4
 CAPTURE_TIME = 5
+OCCLUDER = 6
 
 
 def rng_for(seed: int, *keys: int) -> np.random.Generator:

@@ -115,14 +115,16 @@ def read_manifest(root: Path, name: str = MANIFEST, manifest_format: str = MANIF
     return data
 
 
-def is_complete_city(root: PathLike, size: str, seed: int, version: int) -> bool:
-    """True when ``root`` holds a complete city of exactly this size, seed and generator version."""
+def is_complete_city(root: PathLike, size: str, seed: int, version: int, occlusion: float = 0.0) -> bool:
+    """True when ``root`` holds a complete city of exactly this size, seed, generator
+    version and query occlusion (a manifest without one predates the knob: 0)."""
     data = read_manifest(Path(root))
     return (
         data is not None
         and data.get("size") == size
         and data.get("seed") == seed
         and data.get("generator_version") == version
+        and float(data.get("parameters", {}).get("occlusion", 0.0)) == occlusion
     )
 
 
