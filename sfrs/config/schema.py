@@ -70,6 +70,9 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+    #: arithmetic of descriptor extraction: ``fp32``, ``bf16`` or ``fp16`` (autocast;
+    #: descriptors stay float32, L2-normalised in float32).
+    precision: str = "fp32"
 class MiningConfig:
     """Training tuples (SFRS §3.1): query, best positive, hard negatives, difficult positives."""
 
@@ -196,6 +199,9 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+    #: arithmetic of the training steps: ``fp32``, ``bf16`` or ``fp16`` (autocast; fp16 on
+    #: CUDA scales the loss with a GradScaler).
+    precision: str = "fp32"
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
