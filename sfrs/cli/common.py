@@ -42,6 +42,62 @@ def query_resize_override(query_resize: Optional[int], no_query_resize: bool) ->
     return NO_QUERY_RESIZE if no_query_resize else query_resize
 
 
+def test_time_options(fn: Callable) -> Callable:
+    """``--test-method``, ``--image-size``, ``--resize``, ``--rerank`` (``--rerank-top/-k1/-k2/
+    -lambda``), ``--precision``, ``--channels-last``: how descriptors are computed and
+    searched at test time (``sfrs.retrieval.test_time``); :func:`build_test_time` checks them.
+    Values are checked there, not by click, so that a bad one is a one-line error."""
+    from sfrs.config import MiningConfig
+
+    options = [
+        click.option("--test-method", default="single", show_default=True,
+                     help="Query views: single, central_crop, five_crops (mean descriptor), nearest_crop "
+                          "(crops searched, merged by distance), maj_voting (crops searched, majority "
+                          "voting); the database is always described whole."),
+        click.option("--image-size", metavar="H,W",
+                     help="Test input size of database and query images (default: the model's input size)."),
+        click.option("--resize", metavar="shorter_side:N",
+                     help="Resize database and query images to a shorter side of N pixels, aspect kept "
+                          "(instead of a fixed size; crop methods then crop N x N)."),
+        click.option("--rerank", is_flag=True, help="k-reciprocal re-ranking of each query's top results."),
+        click.option("--rerank-top", type=int, default=100, show_default=True, help="Results re-ranked per query."),
+        click.option("--rerank-k1", type=int, default=MiningConfig.rerank_k1, show_default=True,
+                     help="k1 of k-reciprocal re-ranking."),
+        click.option("--rerank-k2", type=int, default=MiningConfig.rerank_k2, show_default=True,
+                     help="k2 (local query expansion, 1 = none)."),
+        click.option("--rerank-lambda", type=float, default=MiningConfig.rerank_lambda, show_default=True,
+                     help="Weight of the original distance in the re-ranked one."),
+        click.option("--precision", help="Extraction arithmetic: fp32, bf16 or fp16 (autocast; descriptors "
+                                         "stay float32). Default: the config's eval.precision (fp32)."),
+        click.option("--channels-last", is_flag=True, help="Run the network on channels-last tensors."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def build_test_time(test_method: str, image_size: Optional[str], resize: Optional[str], rerank: bool,
+                    rerank_top: int, rerank_k1: int, rerank_k2: int, rerank_lambda: float,
+                    precision: str, channels_last: bool):
+    """The :class:`sfrs.retrieval.test_time.TestTime` of :func:`test_time_options`'s values
+    (ConfigError naming the option on a bad one)."""
+    from sfrs.config import MiningConfig
+    from sfrs.retrieval.test_time import RerankSettings, TestTime, parse_image_size, parse_resize
+
+    given = [flag for flag, value in (("--rerank-top", rerank_top != 100), ("--rerank-k1", rerank_k1 != MiningConfig.rerank_k1),
+                                      ("--rerank-k2", rerank_k2 != MiningConfig.rerank_k2),
+                                      ("--rerank-lambda", rerank_lambda != MiningConfig.rerank_lambda)) if value]
+    if given and not rerank:
+        raise ConfigError(f"{', '.join(given)} without --rerank: add --rerank to re-rank")
+    settings = RerankSettings(top=rerank_top, k1=rerank_k1, k2=rerank_k2, lam=rerank_lambda,
+                              distance=MiningConfig.rerank_distance) if rerank else None
+    return TestTime(
+        method=test_method, image_size=parse_image_size(image_size) if image_size else None,
+        shorter_side=parse_resize(resize) if resize else None, rerank=settings, precision=precision,
+        channels_last=channels_last,
+    )
+
+
 def one_line(exc: BaseException) -> str:
     """The user-facing line of an error, also when it crossed a DataLoader worker."""
     from sfrs.data.images import unwrap_worker_error

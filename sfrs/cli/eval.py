@@ -14,10 +14,12 @@ from sfrs import distributed
 from sfrs.cli.common import (
     DEBUG_OPTION,
     TRUST_CHECKPOINT_OPTION,
+    build_test_time,
     protocol_options,
     query_resize_override,
     report_errors,
     resolve_device,
+    test_time_options,
     version_option,
 )
 from sfrs.config import Config, DataConfig, build_config
@@ -40,6 +42,7 @@ UNLABELLED_TOP_K = 5
 @click.option("--threshold", type=float,
               help="Positive radius in metres (default: the data set's conventions, 25 m for every known benchmark).")
 @protocol_options
+@test_time_options
 @click.option("--recall-at", help="Comma-separated N of Recall@N (default: the config's eval.recall_at, 1,5,10,20).")
 @click.option("--index", "index_spec", help="faiss index factory string (default Flat = exact).")
 @click.option("--pca", "pca_dim", type=int, help="Fit PCA-whitening to DIM on training descriptors and apply it.")
@@ -80,6 +83,8 @@ UNLABELLED_TOP_K = 5
 def main(
     checkpoint: Optional[str], dataset: Optional[str], images_root: Optional[str], split: str,
     threshold: Optional[float], nms: Optional[bool], query_resize: Optional[int], no_query_resize: bool,
+    test_method: str, image_size: Optional[str], resize: Optional[str], rerank: bool, rerank_top: int,
+    rerank_k1: int, rerank_k2: int, rerank_lambda: float, precision: Optional[str], channels_last: bool,
     recall_at: Optional[str], index_spec: Optional[str], pca_dim: Optional[int],
     pca_output: Optional[str], json_path: Optional[str], save_descriptors: Optional[str],
     predictions_path: Optional[str], config_path: Optional[str], overrides: Sequence[str],
@@ -96,6 +101,13 @@ def main(
     panorama and queries with a shorter side of 640) apply as in sfrs-eval-all, unless
     --threshold, --nms/--no-nms, --query-resize/--no-query-resize override them; the
     report states the protocol and where each value came from.
+
+    Test time: --test-method (query views: central_crop, five_crops, nearest_crop,
+    maj_voting, as in the VG benchmark of Berton et al., CVPR 2022), --image-size H,W or
+    --resize shorter_side:N (database and queries; a query resize of the conventions still
+    applies to single queries, a crop method replaces it), --rerank (k-reciprocal, of each
+    query's top --rerank-top), --precision bf16/fp16 and --channels-last; the report's
+    protocol records each of them and the image transforms in words.
 
     --predictions FILE.csv writes the top-k of every query (query, rank, database_image,
     distance = squared L2 between descriptors, metres from the query, correct = within the
@@ -116,6 +128,9 @@ def main(
             "--dataset": dataset, "--images-root": images_root, "--threshold": threshold, "--pca": pca_dim,
             "--pca-output": pca_output, "--json": json_path,
             "--nms/--no-nms": nms, "--query-resize": query_resize, "--no-query-resize": no_query_resize or None,
+            "--test-method": None if test_method == "single" else test_method, "--image-size": image_size,
+            "--resize": resize, "--rerank": rerank or None, "--channels-last": channels_last or None,
+            "--precision": precision,
         })
     elif top_k is not None and predictions_path is None:
         raise ConfigError("--top-k on a labelled split sets the length of --predictions FILE.csv; give --predictions")
@@ -130,12 +145,14 @@ def main(
             "data.eval_positive_radius": threshold, "data.batch_size": batch_size,
             "data.num_workers": num_workers, "eval.index": index_spec, "eval.pca_dim": pca_dim,
             "eval.recall_at": _parse_recall_at(recall_at) if recall_at else None,
-            "model.pretrained": pretrained, "seed": seed,
+            "model.pretrained": pretrained, "seed": seed, "eval.precision": precision,
         },
     )
+    test_time = build_test_time(test_method, image_size, resize, rerank, rerank_top, rerank_k1, rerank_k2,
+                                rerank_lambda, config.eval.precision, channels_last)
     protocol = {
         "threshold": threshold if threshold is not None else _threshold_override(config.data),
-        "nms": nms, "query_resize": query_resize_override(query_resize, no_query_resize),
+        "nms": nms, "query_resize": query_resize_override(query_resize, no_query_resize), "test_time": test_time,
     }
     if unlabelled:
         torch_device = resolve_device(device)
@@ -162,7 +179,8 @@ def _evaluate_labelled(config: Config, split: str, ns, protocol: dict, checkpoin
                        torch_device, progress: bool, trust_checkpoint: bool = False) -> None:
     """Labelled evaluation; under torchrun every process extracts its shard and only the
     main process searches, prints and writes. ``protocol``: the ``threshold``, ``nms`` and
-    ``query_resize`` overrides (None = the data set's conventions); ``outputs``: the files
+    ``query_resize`` overrides (None = the data set's conventions) and the ``test_time``
+    settings (``sfrs.retrieval.test_time.TestTime``); ``outputs``: the files
     asked for (``save_descriptors``, ``json_path``, ``visualize``, ``predictions_path``, ``top_k``)."""
     from sfrs.data import open_dataset
     from sfrs.retrieval import attach_pca, evaluate, format_report, save_retrieval_examples, write_split_predictions

@@ -9,7 +9,8 @@ Data sets are discovered with ``sfrs.data.find_datasets`` (known benchmarks and 
 folder or .mat file a reader opens) and evaluated as ``sfrs-eval`` evaluates them: known
 benchmarks with their conventions (radius, query resizing, Tokyo 24/7 spatial NMS), others
 with the default protocol, unless --threshold, --nms/--no-nms, --query-resize or
---no-query-resize override them; see ``sfrs/reports/transfer.py`` for the outputs.
+--no-query-resize override them; --test-method, --image-size, --resize, --rerank,
+--precision and --channels-last apply to every data set, as in sfrs-eval; see ``sfrs/reports/transfer.py`` for the outputs.
 Descriptors are streamed to ``OUTPUT/descriptors/``: rerun the same command after an
 interruption and finished extraction is reused.
 
@@ -28,10 +29,12 @@ import click
 from sfrs.cli.common import (
     DEBUG_OPTION,
     TRUST_CHECKPOINT_OPTION,
+    build_test_time,
     protocol_options,
     query_resize_override,
     report_errors,
     resolve_device,
+    test_time_options,
     version_option,
 )
 
@@ -54,6 +57,7 @@ COMMAND = "eval_all"
               help="MSLS validation queries: official 740 or all.")
 @click.option("--threshold", type=float, help="Positive radius in metres for every data set (default: each one's convention).")
 @protocol_options
+@test_time_options
 @click.option("--batch-size", type=int, help="Images per extraction batch.")
 @click.option("--num-workers", type=int, help="DataLoader workers.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
@@ -66,6 +70,8 @@ def main(
     checkpoint: str, datasets_root: str, datasets: Optional[str], output: str, index_spec: Optional[str],
     half: bool, pca_dim: Optional[int], visualize: int, compare: bool, msls_protocol: str,
     threshold: Optional[float], nms: Optional[bool], query_resize: Optional[int], no_query_resize: bool,
+    test_method: str, image_size: Optional[str], resize: Optional[str], rerank: bool, rerank_top: int,
+    rerank_k1: int, rerank_k2: int, rerank_lambda: float, precision: Optional[str], channels_last: bool,
     batch_size: Optional[int], num_workers: Optional[int], device: str,
     no_progress: bool, debug: bool, trust_checkpoint: bool,
 ) -> None:
@@ -78,9 +84,11 @@ def main(
         "query_resize": query_resize_override(query_resize, no_query_resize),
         "batch_size": batch_size, "num_workers": num_workers,
     }
+    test_time = build_test_time(test_method, image_size, resize, rerank, rerank_top, rerank_k1, rerank_k2,
+                                rerank_lambda, precision or "fp32", channels_last)
     options = EvalAllOptions(
         **{k: v for k, v in given.items() if v is not None},  # unset flags keep the library defaults
-        half=half, visualize=visualize, compare=compare, msls_protocol=msls_protocol,
+        half=half, visualize=visualize, test_time=test_time, compare=compare, msls_protocol=msls_protocol,
         device=str(resolve_device(device)), progress=not no_progress, debug=debug,
         trust_checkpoint=trust_checkpoint,
     )

@@ -33,6 +33,8 @@ from sfrs.reports.selection import select_datasets
 from sfrs.reports.summary import EvalAllSummary
 from sfrs.reports.tables import render_csv, render_markdown
 from sfrs.retrieval import Evaluation, attach_pca, evaluate, save_retrieval_examples
+from sfrs.retrieval.protocol import describe_protocol
+from sfrs.retrieval.test_time import TestTime
 from sfrs.utils.io import atomic_write_json, atomic_write_text
 
 LOG = logging.getLogger(__name__)
@@ -53,6 +55,8 @@ class EvalAllOptions:
         trust_checkpoint: also load a checkpoint holding pickled objects (can run code).
         threshold, nms, query_resize: overrides of every data set's conventions (None = keep;
             ``query_resize`` as in :func:`sfrs.retrieval.protocol.resolve_protocol`).
+        test_time: test method, image sizes, re-ranking, precision for every data set
+            (:class:`sfrs.retrieval.test_time.TestTime`; each report's protocol records it).
     """
 
     datasets: Optional[Tuple[str, ...]] = None
@@ -73,11 +77,14 @@ class EvalAllOptions:
     progress: bool = True
     debug: bool = False
     trust_checkpoint: bool = False
+    test_time: TestTime = TestTime()
 
 
 def _jsonable(value: Any) -> Any:
     if isinstance(value, tuple):
-        return list(value)
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     return str(value)  # e.g. a torch.device
@@ -147,7 +154,7 @@ def evaluate_location(
         model, split, device=options.device, batch_size=options.batch_size, num_workers=options.num_workers,
         ns=options.ns, conventions=location.name, threshold=options.threshold, nms=options.nms,
         query_resize=options.query_resize, index=options.index, stream_dir=output / "descriptors",
-        stream_name=location.name, half=options.half, progress=options.progress,
+        stream_name=location.name, half=options.half, progress=options.progress, test_time=options.test_time,
     )
     if options.visualize > 0:
         save_retrieval_examples(
@@ -236,7 +243,8 @@ def _load_model(checkpoint: Path, device: str, trust: bool) -> GeoNet:
 
 def _short_line(report: Dict[str, Any]) -> str:
     recalls = "  ".join(f"R@{n}: {v:5.1f}" for n, v in report["recall"].items())
-    return f"{report['name']}: {recalls}"
+    protocol = report.get("evaluation_protocol")
+    return f"{report['name']}: {recalls}" + (f"  ({describe_protocol(protocol)})" if protocol else "")
 
 
 # -- outputs -------------------------------------------------------------------------------------

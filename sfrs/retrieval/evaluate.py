@@ -25,6 +25,7 @@ from sfrs.retrieval.export import write_descriptors
 from sfrs.retrieval.protocol import EvalProtocol, resolve_protocol
 from sfrs.retrieval.report import ranked_report
 from sfrs.retrieval.split_descriptors import extract_split
+from sfrs.retrieval.test_time import TestTime, with_test_time
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,6 +68,7 @@ def evaluate(
     save_descriptors: Optional[Union[str, Path]] = None,
     depth: Optional[int] = None,
     progress: bool = True,
+    test_time: Optional[TestTime] = None,
 ) -> Optional[Evaluation]:
     """Extract, search and score one split; the report plus the ranked predictions.
 
@@ -78,22 +80,35 @@ def evaluate(
     writes both sets to one HDF5 file (:func:`~sfrs.retrieval.export.write_descriptors`).
     ``depth`` ranks more than max(N) database images per query (a longer predictions
     list); Recall@N is computed from the same ranking.
+    ``test_time``: test image size or shorter side, query views (``central_crop``,
+    ``five_crops``, ``nearest_crop``, ``maj_voting``), k-reciprocal re-ranking, precision
+    (:class:`~sfrs.retrieval.test_time.TestTime`, default: none of them); a crop method
+    replaces a query resize of the conventions. All of it is recorded in the report's
+    ``evaluation_protocol`` with the database and query image transforms in words.
     Under torchrun the extraction is sharded over the processes and the search runs
     once: processes other than the main one return ``None`` (and write nothing).
     """
     total_start = time.perf_counter()
+    test_time = test_time or TestTime()
     protocol = resolve_protocol(split, conventions, threshold=threshold, nms=nms, query_resize=query_resize)
+    protocol = with_test_time(protocol, test_time)
     database, queries, seconds = extract_split(
         model, split, device=device, batch_size=batch_size, num_workers=num_workers,
         query_resize=protocol.query_resize, progress=progress, stream_dir=stream_dir, stream_name=stream_name, half=half,
+        test_time=test_time,
     )
     if not distributed.is_main():
         return None
     report, ranking = ranked_report(
         split, database, queries, ns=ns, threshold=protocol.threshold_m, index=index, nms=protocol.nms, depth=depth,
+        test_time=test_time,
     )
     report["query_resize"] = protocol.query_resize
-    report["evaluation_protocol"] = protocol.to_json()
+    database_images, query_images = test_time.describe_images(model, protocol.query_resize)
+    report["evaluation_protocol"] = {
+        **protocol.to_json(), **test_time.to_json(),
+        "database_images": database_images, "query_images": query_images,
+    }
     report["seconds"] = {**seconds, **report["seconds"], "total": time.perf_counter() - total_start}
     if save_descriptors is not None:
         write_descriptors(save_descriptors, split, np.asarray(database), np.asarray(queries))
@@ -106,6 +121,6 @@ def evaluate_split(model: torch.nn.Module, split: Split, **options: Any) -> Dict
 
     Keyword arguments as for :func:`evaluate`: ``device``, ``batch_size``,
     ``num_workers``, ``ns``, ``conventions``, ``threshold``, ``index``, ``query_resize``, ``nms``,
-    ``stream_dir``, ``stream_name``, ``half``, ``save_descriptors``, ``depth``, ``progress``.
+    ``stream_dir``, ``stream_name``, ``half``, ``save_descriptors``, ``depth``, ``progress``, ``test_time``.
     """
     return evaluate(model, split, **options).report

@@ -60,13 +60,27 @@ def describe_query_resize(query_resize: Optional[int]) -> str:
 
 
 def describe_protocol(protocol: Dict[str, Any]) -> str:
-    """One line from :meth:`EvalProtocol.to_json`: each value with where it came from."""
+    """One line from :meth:`EvalProtocol.to_json`: each value with where it came from; with
+    the test-time fields of an evaluation report (method, image sizes, re-ranking,
+    precision), those too."""
     sources = protocol["sources"]
-    return (
+    line = (
         f"positives within {protocol['threshold_m']:g} m ({sources['threshold_m']}); "
         f"{'spatial NMS' if protocol['nms'] else 'no NMS'} ({sources['nms']}); "
-        f"queries resized {describe_query_resize(protocol['query_resize'])} ({sources['query_resize']})"
     )
+    if "query_images" not in protocol:
+        return line + (f"queries resized {describe_query_resize(protocol['query_resize'])} "
+                       f"({sources['query_resize']})")
+    source = sources["query_resize"]
+    shown = protocol["test_method"] == "single" or source.startswith("replaced")
+    line += (f"test method {protocol['test_method']}; database {protocol['database_images']}; "
+             f"queries {protocol['query_images']}" + (f" ({source})" if shown else ""))
+    rerank = protocol.get("rerank")
+    if rerank:
+        line += (f"; k-reciprocal re-ranking of the top {rerank['top']} (k1 {rerank['k1']}, k2 {rerank['k2']}, "
+                 f"lambda {rerank['lambda']:g}, {rerank['distance']} distance)")
+    line += f"; {protocol['precision']}" + (", channels-last" if protocol.get("channels_last") else "")
+    return line
 
 
 def resolve_protocol(

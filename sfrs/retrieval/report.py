@@ -25,6 +25,7 @@ from sfrs.retrieval.recall import (
     take_columns,
 )
 from sfrs.retrieval.stream import Descriptors, search_hdf5
+from sfrs.retrieval.test_time import TestTime, rerank_top, search_views
 
 #: candidates searched per kept result under spatial NMS (Tokyo 24/7 has 12 views per
 #: panorama, so 20x leaves room for every view of max(N) places).
@@ -55,28 +56,42 @@ def _search_top(queries: Descriptors, database: Descriptors, k: int, index: str)
 
 
 def rank_database(
-    split: Split, database: Descriptors, queries: Descriptors, k: int, *, index: str = "Flat", nms: bool = False
+    split: Split, database: Descriptors, queries: Descriptors, k: int, *, index: str = "Flat", nms: bool = False,
+    test_time: Optional[TestTime] = None,
 ) -> Ranking:
     """The top-``k`` database images of each query with their descriptor distances.
 
     With ``nms`` the search returns ``k * NMS_CANDIDATES_PER_RESULT`` candidates and only
     the first hit per ``split.database_place_ids`` is kept (-1 pads rows that run out of
-    distinct places).
+    distinct places). ``test_time``: ``nearest_crop`` / ``maj_voting`` search each query's
+    views and merge them (queries then hold (Q, views * D)); ``rerank`` re-orders each
+    query's first ``rerank.top`` results (searched that deep), before NMS
+    (:mod:`sfrs.retrieval.test_time`).
 
     Raises:
         DataError: ``nms`` on a split without database place ids.
     """
-    if not nms:
-        distances, indices = _search_top(queries, database, k, index)
-        return Ranking(indices=indices, distances=np.where(indices >= 0, distances, np.nan).astype(np.float32))
-    if split.database_place_ids is None:
+    if nms and split.database_place_ids is None:
         raise DataError(
             f"{split.dataset} [{split.split}]: spatial NMS needs database place ids "
             "(pano ids in VG file names, folders in Tokyo 24/7), and this split has none"
         )
-    distances, candidates = _search_top(queries, database, k * NMS_CANDIDATES_PER_RESULT, index)
-    columns = spatial_nms_columns(candidates, split.database_place_ids, keep=k)
-    return Ranking(indices=take_columns(candidates, columns, -1),
+    test_time = test_time or TestTime()
+    fetch = k * NMS_CANDIDATES_PER_RESULT if nms else k
+    if test_time.rerank is not None:
+        fetch = max(fetch, test_time.rerank.top)
+    if test_time.views > 1:
+        distances, indices = search_views(queries, database, test_time.views, fetch, method=test_time.method,
+                                          index=index, majority_weight=test_time.majority_weight)
+    else:
+        distances, indices = _search_top(queries, database, fetch, index)
+    if test_time.rerank is not None:
+        distances, indices = rerank_top(queries, database, distances, indices, test_time.rerank)
+    if not nms:
+        indices, distances = indices[:, :k], distances[:, :k]
+        return Ranking(indices=indices, distances=np.where(indices >= 0, distances, np.nan).astype(np.float32))
+    columns = spatial_nms_columns(indices, split.database_place_ids, keep=k)
+    return Ranking(indices=take_columns(indices, columns, -1),
                    distances=take_columns(distances.astype(np.float32), columns, np.nan))
 
 
@@ -117,12 +132,15 @@ def ranked_report(
     index: str = "Flat",
     nms: bool = False,
     depth: Optional[int] = None,
+    test_time: Optional[TestTime] = None,
 ) -> Tuple[Dict[str, Any], Ranking]:
     """:func:`recall_report` with the whole :class:`Ranking` (distances too), ranked
-    ``max(max(ns), depth)`` deep; Recall@N is computed from this very ranking."""
+    ``max(max(ns), depth)`` deep; Recall@N is computed from this very ranking.
+    ``test_time``: view merging and re-ranking, see :func:`rank_database`."""
     ns = [int(n) for n in ns]
     start = time.perf_counter()
-    ranking = rank_database(split, database, queries, max(ns + [int(depth or 1)]), index=index, nms=nms)
+    ranking = rank_database(split, database, queries, max(ns + [int(depth or 1)]), index=index, nms=nms,
+                            test_time=test_time)
     predictions = ranking.indices
     search_seconds = time.perf_counter() - start
     positives = split.positives(threshold)

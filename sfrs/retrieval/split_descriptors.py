@@ -22,6 +22,7 @@ from sfrs.data import Split
 from sfrs.errors import ConfigError
 from sfrs.retrieval.extract import extract_descriptors_sharded
 from sfrs.retrieval.stream import Descriptors, descriptor_fingerprint, extract_to_hdf5
+from sfrs.retrieval.test_time import TestTime
 from sfrs.utils.hashing import model_fingerprint as model_weights_hash
 
 
@@ -38,6 +39,7 @@ def _extract_set(
     label: str,
     *,
     model_hash: Optional[str],
+    encoding: str,
     stream_file: Optional[Path],
     half: bool,
     device: Union[str, torch.device],
@@ -45,7 +47,8 @@ def _extract_set(
     num_workers: int,
     progress: bool,
 ) -> Descriptors:
-    """(N, D) descriptors of one image list, in memory or in ``stream_file`` (dataset ``kind``)."""
+    """(N, D) descriptors of one image list, in memory or in ``stream_file`` (dataset ``kind``).
+    ``encoding``: what besides weights and transform shapes the rows (views, precision), for the cache key."""
     bar = label if progress else False
     if stream_file is None:
         # under torchrun each process encodes its shard; every process gets all rows
@@ -55,7 +58,8 @@ def _extract_set(
     if distributed.world_size() > 1:
         raise ConfigError("streaming descriptors to HDF5 runs in a single process; start it without torchrun")
     assert model_hash is not None
-    fingerprint = descriptor_fingerprint(model_hash, paths, transform, np.float16 if half else np.float32)
+    key = f"{transform!r} {encoding}" if encoding else transform
+    fingerprint = descriptor_fingerprint(model_hash, paths, key, np.float16 if half else np.float32)
     return extract_to_hdf5(
         model, paths, transform, stream_file, kind, fingerprint=fingerprint,
         batch_size=batch_size, device=device, num_workers=num_workers, half=half, progress=bar,
@@ -74,6 +78,7 @@ def extract_split(
     stream_dir: Optional[Union[str, Path]] = None,
     stream_name: Optional[str] = None,
     half: bool = False,
+    test_time: Optional[TestTime] = None,
 ) -> Tuple[Descriptors, Descriptors, Dict[str, float]]:
     """Descriptors of the database (N, D) and the queries (Q, D) of ``split``, with timings.
 
@@ -87,12 +92,17 @@ def extract_split(
             returned; a rerun continues or reuses them (:func:`extract_to_hdf5`).
         stream_name: file-name stem, default :func:`stream_prefix` of the split.
         half: store float16 (streamed files only).
+        test_time: image sizes, query views, precision and memory format
+            (:class:`~sfrs.retrieval.test_time.TestTime`; default: the model's input size,
+            one view, fp32). With ``nearest_crop`` / ``maj_voting`` the query rows hold
+            the 5 crop descriptors side by side (Q, 5 * D).
     Returns:
         (database, queries, seconds) with ``seconds`` = {"extract_database": s,
         "extract_queries": s}.
     """
     if half and stream_dir is None:
         raise ValueError("half=True stores float16 files and needs stream_dir")
+    test_time = test_time or TestTime()
     was_training = model.training
     model.eval()
     stem = stream_name or stream_prefix(split)
@@ -103,19 +113,26 @@ def extract_split(
     # Aspect-preserving queries keep the normal batch size: extract_descriptors runs a
     # batch of mixed sizes in groups of equal size, so nothing is padded or squashed.
     sets = (
-        ("database", split.database_paths, model.transform()),
-        ("queries", split.query_paths, model.transform(shorter_side=query_resize)),
+        ("database", split.database_paths, test_time.database_transform(model), test_time.encoder(model, query=False)),
+        ("queries", split.query_paths, test_time.query_transform(model, query_resize),
+         test_time.encoder(model, query=True)),
     )
     results: List[Descriptors] = []
     seconds: Dict[str, float] = {}
+    if test_time.channels_last:
+        model.to(memory_format=torch.channels_last)
     try:
-        for kind, paths, transform in sets:
+        for kind, paths, transform, encoder in sets:
             start = time.perf_counter()
             target = Path(stream_dir) / f"{stem}_{kind}.h5" if stream_dir is not None else None
+            encoding = encoder.describe() if encoder is not model else ""
             results.append(_extract_set(
-                model, list(paths), transform, kind, f"{split.split} {kind}", stream_file=target, **common,
+                encoder, list(paths), transform, kind, f"{split.split} {kind}", stream_file=target,
+                encoding=encoding, **common,
             ))
             seconds[f"extract_{kind}"] = time.perf_counter() - start
     finally:
+        if test_time.channels_last:
+            model.to(memory_format=torch.contiguous_format)
         model.train(was_training)
     return results[0], results[1], seconds

@@ -1,0 +1,500 @@
+"""Test-time methods: query views, the merge of their searches, image sizes, re-ranking,
+mixed precision.
+
+Query views (Berton et al., "Deep Visual Geo-localization Benchmark", CVPR 2022, its
+``test.py`` and ``datasets_ws.py``; the database is always described whole, ``single``):
+
+- ``single``: the query as the database is resized (or with the protocol's query resize).
+- ``central_crop``: the query resized, aspect kept, to the smallest size covering the
+  test input size (H, W), then its central H x W crop (the benchmark's "biggest central
+  crop of size resize"; a square only when the input size is square).
+- ``five_crops``: the query resized to a shorter side s = min(H, W), aspect kept, and its
+  five s x s crops (four corners, centre); its descriptor is the mean of the five crop
+  descriptors, not re-normalised (as the benchmark; the ranking by squared L2 is the
+  same either way, the distances are those of the mean).
+- ``nearest_crop``: the same five crops, each searched on its own; the lists are merged by
+  distance, each database image kept once at its nearest distance (:func:`merge_nearest`).
+  Merging each crop's top-k gives exactly the k database images nearest to any crop.
+- ``maj_voting``: the same five searches, each crop's list reaching at least 10 deep;
+  votes lower distances before the merge (:func:`majority_votes`, the benchmark's
+  ``top_n_voting`` applied with top1, top5 and top10, weight 0.01).
+
+Image sizes: ``image_size`` (H, W) replaces the model's input size for database and
+queries; ``shorter_side`` N resizes them keeping the aspect ratio instead (crop methods
+then crop N x N squares). The protocol's query resize (Tokyo 24/7: 640) still sets the
+queries' shorter side with ``single``; the crop methods resize queries themselves, so a
+query resize from the conventions is replaced by the method (and said in the report),
+and one given explicitly is refused.
+
+Re-ranking: k-reciprocal re-ranking (:mod:`sfrs.retrieval.rerank`) of each query's top
+``top`` database images, over the joint set queries + database (held in memory for it).
+
+Precision: ``bf16``/``fp16`` run the network under autocast (:mod:`sfrs.utils.precision`);
+descriptors are converted to float32 and L2-normalised again in float32.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision.transforms as T
+import torchvision.transforms.functional as TF
+from PIL import Image
+from torch import Tensor, nn
+
+from sfrs.errors import ConfigError
+from sfrs.retrieval.index import search_index
+from sfrs.retrieval.rerank import DISTANCES, rerank_candidates
+from sfrs.utils.precision import autocast, check_precision
+
+#: test method -> descriptors per query image.
+TEST_METHODS = {"single": 1, "central_crop": 1, "five_crops": 5, "nearest_crop": 5, "maj_voting": 5}
+#: methods whose views are searched one by one and merged.
+MERGED_METHODS = ("nearest_crop", "maj_voting")
+#: methods that resize and crop queries themselves.
+CROP_METHODS = ("central_crop", "five_crops", "nearest_crop", "maj_voting")
+#: the benchmark's ``--majority_weight`` default.
+MAJORITY_WEIGHT = 0.01
+#: (n, columns) of the votes: each crop's top-1, top-5 and top-10.
+VOTE_DEPTHS = (1, 5, 10)
+#: query rows searched at once by :func:`search_views`.
+VIEW_SEARCH_ROWS = 2048
+
+
+@dataclass(frozen=True)
+class RerankSettings:
+    """k-reciprocal re-ranking at test time; defaults are those of training's mining
+    (``mining.rerank_k1/k2/lambda/distance``, SFRS)."""
+
+    top: int = 100
+    k1: int = 20
+    k2: int = 1
+    lam: float = 0.1
+    distance: str = "reference"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.top, bool) or not isinstance(self.top, int) or self.top < 1:
+            raise ConfigError(f"--rerank-top must be a positive integer, got {self.top!r}")
+        if isinstance(self.k1, bool) or not isinstance(self.k1, int) or self.k1 < 1:
+            raise ConfigError(f"--rerank-k1 must be a positive integer, got {self.k1!r}")
+        if isinstance(self.k2, bool) or not isinstance(self.k2, int) or not 1 <= self.k2 <= self.k1 + 1:
+            raise ConfigError(f"--rerank-k2 must be an integer in [1, k1 + 1 = {self.k1 + 1}], got {self.k2!r}")
+        if not 0.0 <= float(self.lam) <= 1.0:
+            raise ConfigError(f"--rerank-lambda must lie in [0, 1], got {self.lam!r}")
+        if self.distance not in DISTANCES:
+            raise ConfigError(f"re-ranking distance must be one of {', '.join(DISTANCES)}, got '{self.distance}'")
+
+    def to_json(self) -> Dict[str, Any]:
+        return {"top": self.top, "k1": self.k1, "k2": self.k2, "lambda": float(self.lam), "distance": self.distance}
+
+
+@dataclass(frozen=True)
+class TestTime:
+    """How queries and database images are turned into descriptors and how the searches
+    are combined (see the module docstring).
+
+    Attributes:
+        method: one of :data:`TEST_METHODS`.
+        image_size: (H, W) test input size; None = the model's input size.
+        shorter_side: resize to this shorter side, aspect kept, instead of a fixed size.
+        majority_weight: vote weight of ``maj_voting``.
+        rerank: re-ranking settings, None = no re-ranking.
+        precision: ``fp32``, ``bf16`` or ``fp16`` (:mod:`sfrs.utils.precision`).
+        channels_last: run the network on channels-last tensors.
+    """
+
+    __test__ = False  # not a pytest class, despite its name
+
+    method: str = "single"
+    image_size: Optional[Tuple[int, int]] = None
+    shorter_side: Optional[int] = None
+    majority_weight: float = MAJORITY_WEIGHT
+    rerank: Optional[RerankSettings] = None
+    precision: str = "fp32"
+    channels_last: bool = False
+
+    def __post_init__(self) -> None:
+        if self.method not in TEST_METHODS:
+            raise ConfigError(f"--test-method must be one of {', '.join(TEST_METHODS)}, got '{self.method}'")
+        if self.image_size is not None and self.shorter_side is not None:
+            raise ConfigError("--image-size and --resize cannot be used together (a fixed size or a shorter side)")
+        if self.image_size is not None:
+            size = tuple(self.image_size)
+            if len(size) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in size):
+                raise ConfigError(f"--image-size must be two positive integers H,W, got {self.image_size!r}")
+            object.__setattr__(self, "image_size", size)
+        if self.shorter_side is not None and (isinstance(self.shorter_side, bool) or self.shorter_side < 1):
+            raise ConfigError(f"--resize shorter_side:N needs a positive N, got {self.shorter_side!r}")
+        if not self.majority_weight >= 0:
+            raise ConfigError(f"majority weight must be >= 0, got {self.majority_weight!r}")
+        check_precision(self.precision, "--precision")
+        if self.rerank is not None and self.method in MERGED_METHODS:
+            raise ConfigError(f"--rerank needs one descriptor per query; --test-method {self.method} has "
+                              f"{TEST_METHODS[self.method]} (use single, central_crop or five_crops)")
+
+    @property
+    def views(self) -> int:
+        """Descriptors stored per query (1, or 5 for the merged methods)."""
+        return TEST_METHODS[self.method] if self.method in MERGED_METHODS else 1
+
+    @property
+    def is_default(self) -> bool:
+        return self == TestTime()
+
+    def database_transform(self, model: Any) -> Any:
+        """PIL image -> (3, H, W): database images (and ``single`` queries without a query resize)."""
+        from sfrs.data import build_transform
+
+        if self.image_size is None and self.shorter_side is None:
+            return model.transform()
+        return build_transform(self.image_size or model.input_size, model.mean, model.std,
+                               shorter_side=self.shorter_side)
+
+    def query_transform(self, model: Any, query_resize: Optional[int]) -> Any:
+        """PIL image -> (3, H, W), or (5, 3, s, s) for the five-crop methods.
+
+        ``query_resize``: the protocol's shorter side for queries (None = like the
+        database); it applies to ``single`` only (see :func:`resolve_query_resize`)."""
+        from sfrs.data import build_transform
+
+        if self.method == "single":
+            if query_resize is None:
+                return self.database_transform(model)
+            return build_transform(model.input_size, model.mean, model.std, shorter_side=query_resize)
+        height, width = self.crop_size(model)
+        if self.method == "central_crop":
+            return CentralCrop((height, width), model.mean, model.std)
+        return FiveSquareCrops(min(height, width), model.mean, model.std)
+
+    def crop_size(self, model: Any) -> Tuple[int, int]:
+        """(H, W) the crop methods work with: the test input size, or N x N with a shorter side N."""
+        if self.shorter_side is not None:
+            return self.shorter_side, self.shorter_side
+        height, width = self.image_size or model.input_size
+        return int(height), int(width)
+
+    def describe_images(self, model: Any, query_resize: Optional[int]) -> Tuple[str, str]:
+        """(database images, query images) in words, for the report's protocol."""
+        if self.shorter_side is not None:
+            database = f"shorter side {self.shorter_side} px, aspect kept"
+        else:
+            height, width = self.image_size or model.input_size
+            database = f"resized to {height}x{width}" + (" (model input size)" if self.image_size is None else "")
+        height, width = self.crop_size(model)
+        side = min(height, width)
+        queries = {
+            "single": f"shorter side {query_resize} px, aspect kept (query resize)" if query_resize is not None
+            else "like the database",
+            "central_crop": f"resized to cover {height}x{width}, aspect kept, central {height}x{width} crop",
+            "five_crops": f"shorter side {side} px, five {side}x{side} crops (corners, centre), mean descriptor",
+            "nearest_crop": f"shorter side {side} px, five {side}x{side} crops, merged by nearest distance",
+            "maj_voting": f"shorter side {side} px, five {side}x{side} crops, majority voting "
+                          f"(weight {self.majority_weight:g})",
+        }[self.method]
+        return database, queries
+
+    def encoder(self, model: nn.Module, query: bool) -> nn.Module:
+        """The module extraction runs: ``model`` itself when nothing differs from plain
+        fp32 single-view extraction, else a :class:`ViewEncoder` around it."""
+        combine = None
+        if query and self.method == "five_crops":
+            combine = "mean"
+        elif query and self.method in MERGED_METHODS:
+            combine = "stack"
+        if combine is None and self.precision == "fp32" and not self.channels_last:
+            return model
+        return ViewEncoder(model, combine=combine, precision=self.precision, channels_last=self.channels_last)
+
+    def to_json(self) -> Dict[str, Any]:
+        out: Dict[str, Any] = {
+            "test_method": self.method,
+            "image_size": list(self.image_size) if self.image_size is not None else None,
+            "resize": f"shorter_side:{self.shorter_side}" if self.shorter_side is not None else None,
+            "rerank": self.rerank.to_json() if self.rerank is not None else None,
+            "precision": self.precision,
+            "channels_last": self.channels_last,
+        }
+        if self.method == "maj_voting":
+            out["majority_weight"] = self.majority_weight
+        return out
+
+
+def parse_image_size(text: str) -> Tuple[int, int]:
+    """``"480,640"`` -> (480, 640); ConfigError otherwise."""
+    parts = [part.strip() for part in text.replace("x", ",").split(",")]
+    try:
+        size = tuple(int(part) for part in parts)
+    except ValueError:
+        size = ()
+    if len(size) != 2 or min(size) < 1:
+        raise ConfigError(f"--image-size must be H,W (two positive integers), got '{text}'")
+    return size  # type: ignore[return-value]
+
+
+def parse_resize(text: str) -> int:
+    """``"shorter_side:480"`` -> 480; ConfigError otherwise."""
+    kind, _, value = text.partition(":")
+    try:
+        side = int(value)
+    except ValueError:
+        side = 0
+    if kind.strip() != "shorter_side" or side < 1:
+        raise ConfigError(f"--resize must be shorter_side:N with N a positive integer, got '{text}'")
+    return side
+
+
+# -- query views --------------------------------------------------------------------------------
+
+
+class CentralCrop:
+    """PIL image -> (3, H, W): resized (bilinear, aspect kept) to the smallest size covering
+    (H, W), then the central H x W crop, normalised."""
+
+    def __init__(self, size: Tuple[int, int], mean: Any, std: Any) -> None:
+        self.size = (int(size[0]), int(size[1]))
+        self.normalise = T.Compose([T.ToTensor(), T.Normalize([float(m) for m in mean], [float(s) for s in std])])
+
+    def __call__(self, image: Image.Image) -> Tensor:
+        height, width = self.size
+        scale = max(height / image.height, width / image.width)
+        covering = (max(width, round(image.width * scale)), max(height, round(image.height * scale)))
+        resized = image.resize(covering, Image.BILINEAR)
+        return self.normalise(TF.center_crop(resized, [height, width]))
+
+    def __repr__(self) -> str:
+        return f"CentralCrop(size={self.size}, {self.normalise!r})"
+
+
+class FiveSquareCrops:
+    """PIL image -> (5, 3, s, s): resized (bilinear, aspect kept) to a shorter side of s,
+    then its top-left, top-right, bottom-left, bottom-right and centre s x s crops
+    (torchvision's ``five_crop`` order), normalised."""
+
+    def __init__(self, side: int, mean: Any, std: Any) -> None:
+        self.side = int(side)
+        self.normalise = T.Compose([T.ToTensor(), T.Normalize([float(m) for m in mean], [float(s) for s in std])])
+
+    def __call__(self, image: Image.Image) -> Tensor:
+        resized = TF.resize(image, self.side, interpolation=T.InterpolationMode.BILINEAR, antialias=True)
+        return torch.stack([self.normalise(crop) for crop in TF.five_crop(resized, [self.side, self.side])])
+
+    def __repr__(self) -> str:
+        return f"FiveSquareCrops(side={self.side}, {self.normalise!r})"
+
+
+class ViewEncoder(nn.Module):
+    """Runs ``model`` on (B, 3, H, W) or (B, K, 3, H, W) images at a precision.
+
+    Output (B, D) per image; with K views: the mean of the K descriptors
+    (``combine="mean"``, (B, D)) or all of them side by side (``"stack"``, (B, K*D)).
+    Under bf16/fp16 each descriptor is converted to float32 and L2-normalised again.
+    """
+
+    def __init__(self, model: nn.Module, combine: Optional[str] = None, precision: str = "fp32",
+                 channels_last: bool = False, views: int = 5) -> None:
+        super().__init__()
+        if combine not in (None, "mean", "stack"):
+            raise ValueError(f"combine must be None, 'mean' or 'stack', got {combine!r}")
+        self.model = model
+        self.combine = combine
+        self.precision = check_precision(precision)
+        self.channels_last = channels_last
+        self.views = views
+
+    @property
+    def out_dim(self) -> int:
+        return int(self.model.out_dim) * (self.views if self.combine == "stack" else 1)
+
+    def describe(self) -> str:
+        """What changes the descriptors besides weights and transform (part of cache keys)."""
+        return f"views={self.combine} precision={self.precision} channels_last={self.channels_last}"
+
+    def forward(self, images: Tensor) -> Tensor:
+        batch = images.shape[0]
+        flat = images.flatten(0, 1) if images.ndim == 5 else images
+        if self.channels_last:
+            flat = flat.contiguous(memory_format=torch.channels_last)
+        with autocast(flat.device, self.precision):
+            out = self.model(flat)
+        out = out.float()
+        if self.precision != "fp32":
+            out = F.normalize(out, dim=1)
+        if images.ndim == 4:
+            return out
+        out = out.reshape(batch, images.shape[1], out.shape[1])
+        return out.mean(dim=1) if self.combine == "mean" else out.reshape(batch, -1)
+
+
+# -- merging the searches of the views --------------------------------------------------------------
+
+
+def majority_votes(distances: np.ndarray, indices: np.ndarray, weight: float = MAJORITY_WEIGHT) -> np.ndarray:
+    """Vote-adjusted distances of one query's K crop searches (``maj_voting``).
+
+    The rule of the benchmark's ``top_n_voting`` (Berton et al., CVPR 2022, ``test.py``),
+    applied for n = 1, 5 and 10 in turn: among the first n columns of every crop's list,
+    a database image found c > 1 times has each of those c entries lowered by
+    ``weight * c / n``. An image among every crop's top-1 thus gains at all three depths.
+
+    Args:
+        distances: (K, f) squared L2 distances, each row one crop's list, nearest first.
+        indices: (K, f) database ids (-1 = none; never voted for).
+    Returns:
+        (K, f) float64 adjusted distances.
+    """
+    adjusted = np.asarray(distances, dtype=np.float64).copy()
+    indices = np.asarray(indices)
+    for n in VOTE_DEPTHS:
+        columns = indices[:, :n]
+        ids, counts = np.unique(columns[columns >= 0], return_counts=True)
+        for value, count in zip(ids[counts > 1], counts[counts > 1]):
+            adjusted[:, :n][columns == value] -= weight * count / n
+    return adjusted
+
+
+def _first_occurrences(scores: np.ndarray, ids: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the ``k`` best distinct ids of one flattened query row: sorted by score
+    (ties: crop order, then rank), each id at its best entry; -1 ids skipped."""
+    valid = ids >= 0
+    order = np.argsort(np.where(valid, scores, np.inf), kind="stable")
+    order = order[valid[order]]
+    _, first = np.unique(ids[order], return_index=True)
+    return order[np.sort(first)][:k]
+
+
+def _merge(scores: np.ndarray, distances: np.ndarray, indices: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
+    num = indices.shape[0]
+    flat_ids = indices.reshape(num, -1)
+    flat_scores = scores.reshape(num, -1)
+    flat_distances = distances.reshape(num, -1)
+    out_ids = np.full((num, k), -1, dtype=np.int64)
+    out_distances = np.full((num, k), np.nan, dtype=np.float32)
+    for q in range(num):
+        keep = _first_occurrences(flat_scores[q], flat_ids[q], k)
+        out_ids[q, : len(keep)] = flat_ids[q, keep]
+        out_distances[q, : len(keep)] = flat_distances[q, keep]
+    return out_distances, out_ids
+
+
+def merge_nearest(distances: np.ndarray, indices: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
+    """``nearest_crop``: the K lists of each query merged by distance, each database image
+    once at its nearest distance, the first ``k`` kept.
+
+    Args:
+        distances, indices: (Q, K, f) per-crop search results (-1 ids = none).
+    Returns:
+        (distances (Q, k) float32, indices (Q, k) int64), -1 / NaN padded.
+    """
+    distances = np.asarray(distances)
+    return _merge(distances, distances, np.asarray(indices), k)
+
+
+def merge_majority_voting(distances: np.ndarray, indices: np.ndarray, k: int,
+                          weight: float = MAJORITY_WEIGHT) -> Tuple[np.ndarray, np.ndarray]:
+    """``maj_voting``: :func:`majority_votes` per query, then the merge of
+    :func:`merge_nearest` on the adjusted distances. The distances returned are the
+    descriptor distances of the entries kept (before the votes)."""
+    distances = np.asarray(distances)
+    indices = np.asarray(indices)
+    adjusted = np.stack([majority_votes(distances[q], indices[q], weight) for q in range(indices.shape[0])]) \
+        if indices.shape[0] else distances.astype(np.float64)
+    return _merge(adjusted, distances, indices, k)
+
+
+def search_views(queries: Any, database: Any, views: int, k: int, *, method: str, index: str = "Flat",
+                 majority_weight: float = MAJORITY_WEIGHT) -> Tuple[np.ndarray, np.ndarray]:
+    """Search every view of every query and merge them (``nearest_crop`` / ``maj_voting``).
+
+    Memory: the index, and (rows, views, depth) results of :data:`VIEW_SEARCH_ROWS` query
+    rows at a time; never a query x database matrix.
+
+    Args:
+        queries: (Q, views * D) array-like (array or HDF5), the views of a query side by side.
+        database: (N, D) array-like.
+        k: results per query after the merge (clipped to N).
+        method: ``nearest_crop`` or ``maj_voting`` (each view searched at least 10 deep).
+    Returns:
+        (distances (Q, min(k, N)) float32, indices (Q, min(k, N)) int64).
+    """
+    from sfrs.retrieval.stream import build_index_chunked
+
+    if method not in MERGED_METHODS:
+        raise ValueError(f"method must be one of {MERGED_METHODS}, got {method!r}")
+    num, dim = int(database.shape[0]), int(database.shape[1])
+    if int(queries.shape[1]) != views * dim:
+        raise ValueError(f"queries hold {queries.shape[1]} columns, expected {views} views x {dim}")
+    width = min(int(k), num)
+    depth = min(max(width, max(VOTE_DEPTHS)) if method == "maj_voting" else width, num)
+    built = build_index_chunked(database, index, ef_search=max(128, depth))
+    out_distances = np.empty((int(queries.shape[0]), width), dtype=np.float32)
+    out_indices = np.empty((int(queries.shape[0]), width), dtype=np.int64)
+    for start in range(0, int(queries.shape[0]), VIEW_SEARCH_ROWS):
+        block = np.asarray(queries[start:start + VIEW_SEARCH_ROWS], dtype=np.float32)
+        rows = block.shape[0]
+        distances, indices = search_index(built, block.reshape(rows * views, dim), depth)
+        distances = distances.reshape(rows, views, -1)
+        indices = indices.reshape(rows, views, -1)
+        if method == "nearest_crop":
+            merged = merge_nearest(distances, indices, width)
+        else:
+            merged = merge_majority_voting(distances, indices, width, majority_weight)
+        out_distances[start:start + rows], out_indices[start:start + rows] = merged
+    return out_distances, out_indices
+
+
+# -- re-ranking -----------------------------------------------------------------------------------
+
+
+def rerank_top(queries: Any, database: Any, distances: np.ndarray, indices: np.ndarray,
+               settings: RerankSettings) -> Tuple[np.ndarray, np.ndarray]:
+    """Each query's first ``settings.top`` results re-ordered by the k-reciprocal final
+    distance (:func:`sfrs.retrieval.rerank.rerank_candidates`) over the joint set
+    [queries; database]; equal final distances keep the search order, results beyond
+    ``top`` stay where they are. The distances returned stay the descriptor distances.
+
+    Args:
+        queries: (Q, D), database: (N, D) descriptors (read into memory).
+        distances, indices: (Q, k) search results, nearest first (-1 = none).
+    Raises:
+        ConfigError: fewer than k1 + 1 images in the joint set.
+    """
+    queries = np.asarray(queries, dtype=np.float32)
+    database = np.asarray(database, dtype=np.float32)
+    num_queries = queries.shape[0]
+    joint = np.concatenate([queries, database])
+    if joint.shape[0] < settings.k1 + 1:
+        raise ConfigError(f"--rerank-k1 {settings.k1} needs at least {settings.k1 + 1} queries + database images, "
+                          f"the split has {joint.shape[0]}")
+    top = min(settings.top, indices.shape[1])
+    candidates = indices[:, :top]
+    final = rerank_candidates(joint, np.arange(num_queries), np.where(candidates >= 0, candidates + num_queries, -1),
+                              k1=settings.k1, k2=settings.k2, lam=float(settings.lam), distance=settings.distance)
+    order = np.argsort(final, axis=1, kind="stable")
+    new_indices, new_distances = indices.copy(), distances.copy()
+    new_indices[:, :top] = np.take_along_axis(candidates, order, axis=1)
+    new_distances[:, :top] = np.take_along_axis(distances[:, :top], order, axis=1)
+    return new_distances, new_indices
+
+
+def with_test_time(protocol: Any, test_time: TestTime) -> Any:
+    """``protocol`` (:class:`~sfrs.retrieval.protocol.EvalProtocol`) with the query resize a
+    crop method replaces: from the conventions it is dropped with a note; given explicitly
+    it is refused (two different query transforms asked for)."""
+    from sfrs.retrieval.protocol import USER_OVERRIDE
+
+    if test_time.method not in CROP_METHODS or protocol.query_resize is None:
+        return protocol
+    if protocol.source("query_resize") == USER_OVERRIDE:
+        raise ConfigError(f"--query-resize {protocol.query_resize} and --test-method {test_time.method} both set "
+                          "how queries are resized; give one")
+    sources: List[Tuple[str, str]] = [
+        (key, f"replaced by test method {test_time.method}" if key == "query_resize" else source)
+        for key, source in protocol.sources
+    ]
+    note = (f"query resize {protocol.query_resize} of the {protocol.source('query_resize')} replaced by "
+            f"test method {test_time.method}")
+    return dataclasses.replace(protocol, query_resize=None, sources=tuple(sources), notes=protocol.notes + (note,))
