@@ -4,6 +4,7 @@ PCA-whitening fits, predictions CSVs, retrieval grids and maps.
 
 Import retrieval names from here (``from sfrs.retrieval import evaluate, search``).
 """
+from sfrs.retrieval.eval_sweep import SWEEP_KEYS, leading_components, parse_sweep, run_eval_sweep
 from sfrs.retrieval.evaluate import Evaluation, evaluate, evaluate_split
 from sfrs.retrieval.export import write_descriptor_file, write_descriptors
 from sfrs.retrieval.extract import extract_descriptors, extract_descriptors_sharded
@@ -59,6 +60,11 @@ __all__ = [
     "format_report",
     "write_descriptors",
     "write_descriptor_file",
+    # evaluation-only sweeps (threshold, image size, PCA dimension)
+    "run_eval_sweep",
+    "parse_sweep",
+    "leading_components",
+    "SWEEP_KEYS",
     # descriptors and search
     "extract_descriptors",
     "extract_descriptors_sharded",
