@@ -33,9 +33,12 @@ class ModelConfig:
     """Backbone + aggregation head; travels inside every checkpoint."""
 
     backbone: str = "small"
+    #: where a ``timm:`` backbone is cut: ``{blocks: N}`` (ViTs) or ``{stage: S}`` (CNNs);
+    #: other backbones take none.
+    backbone_options: Dict[str, Any] = field(default_factory=dict)
     #: ``imagenet``, ``none`` or a path to a local state dict.
     pretrained: str = "none"
-    #: ``default`` (reference choice per backbone), ``all`` or ``none``.
+    #: ``default`` (reference choice per backbone), ``all``, ``none`` or ``last:N``.
     trainable: str = "default"
     head: str = "netvlad"
     #: keyword arguments of the head constructor (e.g. ``clusters`` for NetVLAD).

@@ -19,6 +19,7 @@ __all__ = [
     "network_from_payload",
     "convert_openibl",
     "Backbone",
+    "TimmBackbone",
     "build_backbone",
     "list_backbones",
     "IMAGENET_MEAN",
@@ -36,3 +37,12 @@ __all__ = [
     "init_netvlad",
     "sample_local_descriptors",
 ]
+
+
+def __getattr__(name: str):
+    # timm is imported only when a timm backbone is asked for
+    if name == "TimmBackbone":
+        from sfrs.models.timm_backbone import TimmBackbone
+
+        return TimmBackbone
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

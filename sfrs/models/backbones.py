@@ -46,7 +46,7 @@ on the whole batch.
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 import torchvision
@@ -60,7 +60,9 @@ IMAGENET_MEAN: Tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: Tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 PRETRAINED_MODES = ("imagenet", "none")  # anything else is a path to a local state dict
-TRAINABLE_MODES = ("default", "all", "none")
+TRAINABLE_MODES = ("default", "all", "none")  # and "last:N"
+#: ``model.backbone: timm:<model name>`` builds a timm model (:mod:`sfrs.models.timm_backbone`).
+TIMM_PREFIX = "timm:"
 
 
 #: ``frozen_chunk: 0``: as many images per chunk of the frozen blocks as keep their
@@ -77,6 +79,7 @@ class Backbone(nn.Module):
         out_channels: number of channels C of the output map.
         stride: input pixels per output location along each axis.
         default_mean / default_std: per-channel RGB normalisation the weights expect.
+        class_token: whether :meth:`forward_tokens` also gives a global (class) token.
         trainable: the mode last applied by :meth:`set_trainable`.
     """
 
@@ -85,8 +88,11 @@ class Backbone(nn.Module):
     stride: int = 1
     default_mean: Tuple[float, float, float] = IMAGENET_MEAN
     default_std: Tuple[float, float, float] = IMAGENET_STD
-    # Parameter-name prefixes trained by trainable="default" ("" = everything).
+    class_token: bool = False
+    # Parameter-name prefixes trained by trainable="default" ("" = everything) ...
     default_trainable_prefixes: Tuple[str, ...] = ("",)
+    # ... unless trainable="default" means "last:N" for this N.
+    default_last: Optional[int] = None
 
     def __init__(self) -> None:
         super().__init__()
@@ -106,8 +112,25 @@ class Backbone(nn.Module):
         """
         raise NotImplementedError
 
+    def trainable_units(self) -> List[nn.Module]:
+        """The units ``trainable: last:N`` counts from the end: the blocks of :meth:`stages`."""
+        return self.stages()
+
+    def trained_with_last_units(self) -> List[nn.Module]:
+        """Modules trained along with the last N units (none here)."""
+        return []
+
+    def check_input_size(self, size: Sequence[int]) -> None:
+        """Raise :class:`ConfigError` when the backbone cannot take (H, W) = ``size``
+        images (every size works here)."""
+
     def forward(self, images: Tensor) -> Tensor:
         """(B, 3, H, W) -> (B, ``out_channels``, h, w)."""
+        return self._forward_stages(images)
+
+    def _forward_stages(self, images: Tensor) -> Tensor:
+        """:meth:`stages` chained: the frozen prefix chunked without a graph, the rest
+        checkpointed when asked (see the module docstring)."""
         stages = self.stages()
         if not torch.is_grad_enabled() or images.requires_grad:
             return _chain(stages, images)
@@ -142,14 +165,25 @@ class Backbone(nn.Module):
         return out
 
     def set_trainable(self, mode: str) -> None:
-        """Set ``requires_grad`` of every parameter: ``default``, ``all`` or ``none``."""
-        if mode not in TRAINABLE_MODES:
-            raise ConfigError(
-                f"unknown trainable mode '{mode}' for backbone {self.name}; "
-                f"choose one of {', '.join(TRAINABLE_MODES)}"
-            )
+        """Set ``requires_grad`` of every parameter: ``default``, ``all``, ``none`` or
+        ``last:N`` (the last N of :meth:`trainable_units`, with
+        :meth:`trained_with_last_units`)."""
+        last = parse_trainable(mode, f" for backbone {self.name}")
+        if mode == "default" and self.default_last is not None:
+            last = min(self.default_last, len(self.trainable_units()))
+        if last is not None:
+            units = self.trainable_units()
+            if last > len(units):
+                raise ConfigError(
+                    f"trainable '{mode}': backbone {self.name} has {len(units)} trainable units "
+                    f"(blocks of its chain); N must be between 1 and {len(units)}"
+                )
+            chosen = units[len(units) - last:] + self.trained_with_last_units()
+            trained = {id(p) for unit in chosen for p in unit.parameters()}
         for key, param in self.named_parameters():
-            if mode == "all":
+            if last is not None:
+                param.requires_grad_(id(param) in trained)
+            elif mode == "all":
                 param.requires_grad_(True)
             elif mode == "none":
                 param.requires_grad_(False)
@@ -290,6 +324,21 @@ class SmallBackbone(Backbone):
         return _split_after(self.features, nn.ReLU)
 
 
+def parse_trainable(mode: Any, where: str = "") -> Optional[int]:
+    """N of ``last:N`` (an integer >= 1), None for ``default`` / ``all`` / ``none``;
+    :class:`ConfigError` for anything else."""
+    if isinstance(mode, str) and mode in TRAINABLE_MODES:
+        return None
+    if isinstance(mode, str) and mode.startswith("last:"):
+        count = mode[len("last:"):]
+        if count.isdigit() and int(count) >= 1:
+            return int(count)
+    raise ConfigError(
+        f"unknown trainable mode '{mode}'{where}; choose one of {', '.join(TRAINABLE_MODES)} "
+        "or last:N (the last N blocks train, N >= 1)"
+    )
+
+
 def _split_after(layers: nn.Sequential, kind: type) -> List[nn.Module]:
     """``layers`` cut after every layer of type ``kind``, as Sequential slices (the
     parameters keep their names: a slice shares the modules)."""
@@ -328,8 +377,10 @@ def _is_frozen(stage: nn.Module) -> bool:
     for module in stage.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm) and (module.training or not module.track_running_stats):
             return False  # batch statistics: a chunk's would differ from the batch's
-        if isinstance(module, nn.modules.dropout._DropoutNd) and module.training:
+        if isinstance(module, nn.modules.dropout._DropoutNd) and module.training and module.p > 0:
             return False  # masks drawn per chunk would not be the batch's
+        if module.training and float(getattr(module, "drop_prob", 0.0) or 0.0) > 0:
+            return False  # stochastic depth (timm's DropPath): the same
     return not any(p.requires_grad for p in stage.parameters())
 
 
@@ -385,7 +436,7 @@ _CATALOGUE: Dict[str, Tuple[Callable[[], Backbone], Optional[str]]] = {
 
 
 def list_backbones() -> List[str]:
-    """Names accepted by :func:`build_backbone`."""
+    """Names accepted by :func:`build_backbone` besides ``timm:<model>``."""
     return list(_CATALOGUE)
 
 
@@ -395,11 +446,13 @@ def build_backbone(
     trainable: str = "default",
     frozen_chunk: int = 0,
     checkpoint_activations: bool = False,
+    options: Optional[Mapping[str, Any]] = None,
 ) -> Backbone:
-    """Build a backbone from the catalogue.
+    """Build a backbone from the catalogue, or a timm model as ``timm:<model name>``
+    (:mod:`sfrs.models.timm_backbone`).
 
     Args:
-        name: one of :func:`list_backbones`.
+        name: one of :func:`list_backbones`, or ``timm:`` and a timm model name.
         pretrained: ``"imagenet"`` (torchvision weights; downloaded or taken from the
             torch hub cache), ``"none"`` (random initialisation) or the path of a local
             state dict: a torchvision full-model state dict (e.g. ``vgg16-397923af.pth``)
@@ -407,24 +460,46 @@ def build_backbone(
             backbone uses; keys of the full torchvision model that the truncated backbone
             drops are ignored; anything else raises :class:`CheckpointError`.
         trainable: ``"default"`` (vgg16: conv5_1..conv5_3; ResNets: their last stage;
-            small: everything), ``"all"`` or ``"none"``. Frozen parameters get
-            ``requires_grad=False``.
+            small: everything; timm: see :mod:`sfrs.models.timm_backbone`), ``"all"``,
+            ``"none"`` or ``"last:N"`` (the last N blocks of :meth:`Backbone.stages`;
+            timm ViTs: the last N transformer blocks and the final norm). Frozen
+            parameters get ``requires_grad=False``.
         frozen_chunk: images per chunk through the leading frozen blocks during training
             (0 = sized from the input: :data:`FROZEN_CHUNK_BYTES`).
         checkpoint_activations: recompute the trainable blocks' activations during the
             backward pass instead of keeping them.
+        options: ``model.backbone_options``, where a ``timm:`` backbone is cut; other
+            backbones take none.
 
     Returns:
         A :class:`Backbone`: (B, 3, H, W) -> (B, ``out_channels``, h, w).
     """
-    if name not in _CATALOGUE:
-        raise ConfigError(f"unknown backbone '{name}'; choose one of {', '.join(_CATALOGUE)}")
-    if trainable not in TRAINABLE_MODES:
+    options = dict(options or {})
+    if not name.startswith(TIMM_PREFIX) and name not in _CATALOGUE:
         raise ConfigError(
-            f"unknown trainable mode '{trainable}'; choose one of {', '.join(TRAINABLE_MODES)}"
+            f"unknown backbone '{name}'; choose one of {', '.join(_CATALOGUE)} or {TIMM_PREFIX}<timm model name>"
         )
+    parse_trainable(trainable)
     if isinstance(frozen_chunk, bool) or not isinstance(frozen_chunk, int) or frozen_chunk < 0:
         raise ConfigError(f"frozen_chunk must be an integer >= 0 (0 = automatic), got {frozen_chunk!r}")
+    if name.startswith(TIMM_PREFIX):
+        from sfrs.models.timm_backbone import build_timm_backbone  # timm loads only when used
+
+        backbone = build_timm_backbone(name[len(TIMM_PREFIX):], pretrained, options)
+    elif options:
+        raise ConfigError(
+            f"model.backbone_options: backbone '{name}' takes no options (got {', '.join(map(str, options))}); "
+            f"only {TIMM_PREFIX} backbones do"
+        )
+    else:
+        backbone = _catalogue_backbone(name, pretrained)
+    backbone.set_trainable(trainable)
+    backbone.frozen_chunk = frozen_chunk
+    backbone.checkpoint_activations = bool(checkpoint_activations)
+    return backbone
+
+
+def _catalogue_backbone(name: str, pretrained: str) -> Backbone:
     constructor, weights_name = _CATALOGUE[name]
     if pretrained == "imagenet":
         if weights_name is None:
@@ -441,7 +516,4 @@ def build_backbone(
         state = read_state_dict(pretrained)
         backbone = constructor()
         load_backbone_state_dict(backbone, state, source=f"checkpoint {pretrained}")
-    backbone.set_trainable(trainable)
-    backbone.frozen_chunk = frozen_chunk
-    backbone.checkpoint_activations = bool(checkpoint_activations)
     return backbone

@@ -37,6 +37,11 @@ from sfrs.utils.checkpoint_file import load_checkpoint_file, save_checkpoint_fil
 CHECKPOINT_FORMAT = "sfrs-model"
 CHECKPOINT_VERSION = 1
 
+#: what a head's ``class_token`` attribute may say (absent = ``none``): ``optional`` and
+#: ``required`` heads take ``forward(features, class_token=None)`` and
+#: ``regions(features, class_token=None)`` with the backbone's (B, C) class token.
+HEAD_CLASS_TOKEN_USES = ("none", "optional", "required")
+
 
 class GeoNet(nn.Module):
     """Global image descriptors for place recognition.
@@ -45,6 +50,10 @@ class GeoNet(nn.Module):
     attached, then adapted when an :class:`Adapter` is); ``region_descriptors(images) ->
     (B, 9, D_head)`` in the order of :data:`REGION_NAMES` (SFRS, Ge et al., ECCV 2020),
     region 0 = the head's global descriptor.
+
+    A head that uses a class token (``class_token`` ``optional`` or ``required``) gets
+    the backbone's (``backbone.forward_tokens``) when the backbone has one; a
+    ``required`` head on a backbone without one is a :class:`ConfigError` at build.
     """
 
     def __init__(self, config: ModelConfig, load_pretrained: bool = True) -> None:
@@ -57,10 +66,21 @@ class GeoNet(nn.Module):
                 trainable=config.trainable,
                 frozen_chunk=config.frozen_chunk,
                 checkpoint_activations=config.checkpoint_activations,
+                options=config.backbone_options,
             )
             self.head = build_head(config.head, dim=self.backbone.out_channels, **config.head_options)
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"model: {exc}") from None
+        self.backbone.check_input_size(config.input_size)
+        uses = getattr(self.head, "class_token", "none")
+        if uses not in HEAD_CLASS_TOKEN_USES:
+            raise ConfigError(f"head '{config.head}' declares class_token {uses!r}; expected one of "
+                              f"{', '.join(HEAD_CLASS_TOKEN_USES)}")
+        if uses == "required" and not self.backbone.class_token:
+            raise ConfigError(f"head '{config.head}' needs a backbone with a class token, e.g. "
+                              f"timm:vit_small_patch14_dinov2 (model.backbone is {config.backbone})")
+        #: the head is given the backbone's class token
+        self.passes_class_token = uses != "none" and bool(self.backbone.class_token)
         self.pca: Optional[PCAWhitening] = None
         self.adapter: Optional[Adapter] = None
 
@@ -70,8 +90,12 @@ class GeoNet(nn.Module):
         region descriptors (training goes through here so that DistributedDataParallel
         sees every forward)."""
         if regions:
-            return self.head.regions(self.backbone(images))
-        descriptors = self.head(self.backbone(images))
+            return self.region_descriptors(images)
+        if self.passes_class_token:
+            feature_map, class_token = self.backbone.forward_tokens(images)
+            descriptors = self.head(feature_map, class_token=class_token)
+        else:
+            descriptors = self.head(self.backbone(images))
         if self.pca is not None:
             descriptors = self.pca(descriptors)
         if self.adapter is not None:
@@ -80,6 +104,9 @@ class GeoNet(nn.Module):
 
     def region_descriptors(self, images: Tensor) -> Tensor:
         """(B, 9, D_head): [global, top, bottom, left, right, TL, TR, BL, BR]."""
+        if self.passes_class_token:
+            feature_map, class_token = self.backbone.forward_tokens(images)
+            return self.head.regions(feature_map, class_token=class_token)
         return self.head.regions(self.backbone(images))
 
     @property

@@ -1,9 +1,10 @@
-"""Backbone weights from a file or from torchvision's ImageNet release, loaded strictly
-with one-line errors that say which key or shape does not fit and what to do."""
+"""Backbone weights from a file (torch or safetensors) or from torchvision's ImageNet
+release, loaded strictly with one-line errors that say which key or shape does not fit
+and what to do."""
 from __future__ import annotations
 
 import os
-from typing import Mapping
+from typing import Iterable, Mapping
 
 import torch
 import torchvision
@@ -22,15 +23,37 @@ def load_backbone_state_dict(backbone: nn.Module, state: Mapping[str, torch.Tens
     from. On mismatch raises :class:`CheckpointError` naming ``source`` and the first
     missing / unexpected / mis-shaped keys.
     """
+    load_state_dict_strictly(
+        backbone, state, backbone.reference_state_dict_keys(), backbone.name, source,
+        expected=f"a torchvision full-model state dict or a state dict of the truncated '{backbone.name}' backbone",
+    )
+
+
+def load_state_dict_strictly(
+    module: nn.Module,
+    state: Mapping[str, torch.Tensor],
+    reference_keys: Iterable[str],
+    name: str,
+    source: str,
+    expected: str,
+) -> None:
+    """Strictly load ``state`` into ``module`` (a backbone cut from a larger model).
+
+    Every key of ``module.state_dict()`` must be present with the same shape; other keys
+    are allowed only if they are in ``reference_keys`` (the full model's, whose dropped
+    parts the module does not keep). On mismatch raises :class:`CheckpointError` naming
+    ``source``, the backbone ``name``, the first missing / unexpected / mis-shaped keys
+    and what was ``expected``.
+    """
     if not isinstance(state, Mapping) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
     ):
         raise CheckpointError(
             f"{source} is not a state dict (a mapping of parameter names to tensors) "
-            f"for backbone '{backbone.name}'"
+            f"for backbone '{name}'"
         )
-    own = backbone.state_dict()
-    allowed = set(backbone.reference_state_dict_keys()) | set(own)
+    own = module.state_dict()
+    allowed = set(reference_keys) | set(own)
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in allowed]
     misshaped = [
@@ -47,20 +70,24 @@ def load_backbone_state_dict(backbone: nn.Module, state: Mapping[str, torch.Tens
             problems.append(f"{label} {shown}{more}")
     if problems:
         raise CheckpointError(
-            f"{source} does not match backbone '{backbone.name}': {'; '.join(problems)}; "
-            f"expected a torchvision full-model state dict or a state dict of the "
-            f"truncated '{backbone.name}' backbone"
+            f"{source} does not match backbone '{name}': {'; '.join(problems)}; expected {expected}"
         )
-    backbone.load_state_dict({k: state[k] for k in own}, strict=True)
+    module.load_state_dict({k: state[k] for k in own}, strict=True)
 
 
 def read_state_dict(path: str) -> Mapping[str, torch.Tensor]:
+    """A state dict from a ``.safetensors`` file or a torch file (read without running
+    pickled code); :class:`CheckpointError` naming ``path`` when absent or unreadable."""
     if not os.path.isfile(path):
         raise CheckpointError(
             f"pretrained weights file {path} does not exist "
             "(--pretrained takes 'imagenet', 'none' or the path of a local state dict)"
         )
     try:
+        if path.endswith(".safetensors"):
+            from safetensors.torch import load_file  # comes with timm
+
+            return load_file(path, device="cpu")
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file becomes one clear line
         raise CheckpointError(

@@ -81,7 +81,7 @@ def initial_network(run) -> GeoNet:
 
 
 #: model settings that must agree for a model file's weights to initialise a student.
-_ARCHITECTURE_KEYS = ("backbone", "head", "head_options", "input_size")
+_ARCHITECTURE_KEYS = ("backbone", "backbone_options", "head", "head_options", "input_size")
 
 
 def _from_model_file(path: str, model_config, device, trust: bool) -> GeoNet:
