@@ -6,7 +6,9 @@ Import model names from here (``from sfrs.models import build_network, load_netw
 """
 from sfrs.models.adapter import Adapter
 from sfrs.models.backbones import IMAGENET_MEAN, IMAGENET_STD, Backbone, build_backbone, list_backbones
-from sfrs.models.heads import MAC, REGION_NAMES, RMAC, GeM, NetVLAD, SPoC, build_head, list_heads
+from sfrs.models.heads import (
+    CRN, MAC, REGION_NAMES, RMAC, SALAD, ClassTokenHead, GeM, MixVPR, NetVLAD, SPoC, build_head, list_heads,
+)
 from sfrs.models.init import init_netvlad, sample_local_descriptors
 from sfrs.models.network import GeoNet, build_network, load_network, network_from_payload
 from sfrs.models.openibl import convert_openibl
@@ -29,6 +31,10 @@ __all__ = [
     "MAC",
     "SPoC",
     "RMAC",
+    "CRN",
+    "MixVPR",
+    "SALAD",
+    "ClassTokenHead",
     "build_head",
     "list_heads",
     "REGION_NAMES",

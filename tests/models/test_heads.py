@@ -173,7 +173,7 @@ def test_netvlad_init__is_seeded_and_checks_shapes():
 
 
 def test_build_head__names_defaults_and_errors():
-    assert list_heads() == ["netvlad", "gem", "mac", "spoc", "rmac"]
+    assert list_heads() == ["netvlad", "gem", "mac", "spoc", "rmac", "crn", "mixvpr", "salad", "cls"]
     vlad = build_head("netvlad", dim=8)
     assert vlad.clusters == 64 and vlad.out_dim == 64 * 8 and vlad.normalize_input
     assert tuple(vlad.centroids.shape) == (64, 8)

@@ -15,7 +15,12 @@ from sfrs.models.backbones import build_backbone
 from sfrs.models.heads import rmac_grid
 from tests.tiny import TINY_TRAINING
 
-HEAD_OPTIONS = {"netvlad": {"clusters": 4}, "gem": {"fc_dim": 16}, "rmac": {"levels": 3}}
+HEAD_OPTIONS = {
+    "netvlad": {"clusters": 4}, "gem": {"fc_dim": 16}, "rmac": {"levels": 3}, "crn": {"clusters": 4},
+    "mixvpr": {"grid": [4, 4], "depth": 2, "out_channels": 8, "out_rows": 2},
+    "salad": {"clusters": 4, "cluster_dim": 8, "token_dim": 8, "hidden_dim": 16},
+    "cls": {"fc_dim": 16},
+}
 
 
 def _unit(v):
@@ -157,7 +162,9 @@ def test_head_contract__shapes_unit_norms_region_zero_and_gradients(backbone_nam
     head = build_head(head_name, dim=backbone.out_channels, **HEAD_OPTIONS.get(head_name, {})).train()
     B = 2
     features = backbone(torch.randn(B, 3, 48, 64))
-    out, regions = head(features), head.regions(features)
+    # a CNN has no class token: heads that take one get a stand-in computed from the map
+    token = {"class_token": features.amax(dim=(2, 3))} if hasattr(head, "class_token") else {}
+    out, regions = head(features, **token), head.regions(features, **token)
     assert out.shape == (B, head.out_dim) and regions.shape == (B, 9, head.out_dim)
     assert torch.isfinite(out).all() and torch.isfinite(regions).all()
     torch.testing.assert_close(out.norm(dim=1), torch.ones(B))
@@ -173,13 +180,12 @@ def test_head_contract__shapes_unit_norms_region_zero_and_gradients(backbone_nam
         assert param.grad.abs().sum() > 0, name
 
 
-@pytest.mark.parametrize("head_name", ["mac", "spoc", "rmac"])
-def test_sfrs_train__a_soft_label_generation_trains_with_the_head(head_name, tiny_city_root, tmp_path):
-    """Generation 0 (hard loss) then generation 1, whose soft loss uses the teacher's 9
-    region descriptors: one epoch each."""
-    sets = TINY_TRAINING + [f"model.head={head_name}", "model.head_options={}"]
+def train_soft_label_generation(output, head_name, head_options="{}", extra_sets=()):
+    """``sfrs-train`` on synthetic:tiny with the head: generation 0 (hard loss) then
+    generation 1, whose soft loss uses the teacher's 9 region descriptors, one epoch each;
+    checks both epochs' losses are finite."""
+    sets = TINY_TRAINING + [f"model.head={head_name}", f"model.head_options={head_options}", *extra_sets]
     args = [arg for item in sets for arg in ("--set", item)]
-    output = tmp_path / "run"
     result = CliRunner().invoke(
         train_main, ["--generations", "2", "--epochs", "1", "--output", str(output), "--no-progress"] + args,
         catch_exceptions=False)
@@ -189,3 +195,8 @@ def test_sfrs_train__a_soft_label_generation_trains_with_the_head(head_name, tin
     assert set(second["losses"]) >= {"hard", "soft", "total"}
     for epoch in (first, second):
         assert all(math.isfinite(v) for v in epoch["losses"].values()), epoch["losses"]
+
+
+@pytest.mark.parametrize("head_name", ["mac", "spoc", "rmac"])
+def test_sfrs_train__a_soft_label_generation_trains_with_the_head(head_name, tiny_city_root, tmp_path):
+    train_soft_label_generation(tmp_path / "run", head_name)

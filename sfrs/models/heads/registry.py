@@ -9,10 +9,14 @@ from typing import Any, Callable, Dict, List, Mapping, Tuple
 from torch import nn
 
 from sfrs.errors import ConfigError
+from sfrs.models.heads.cls import ClassTokenHead
+from sfrs.models.heads.crn import CRN
 from sfrs.models.heads.gem import GeM
+from sfrs.models.heads.mixvpr import MixVPR
 from sfrs.models.heads.netvlad import NetVLAD
 from sfrs.models.heads.pooling import MAC, SPoC
 from sfrs.models.heads.rmac import RMAC
+from sfrs.models.heads.salad import SALAD
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,15 @@ _HEADS: Dict[str, HeadEntry] = {
     "mac": HeadEntry(MAC, {}),
     "spoc": HeadEntry(SPoC, {}),
     "rmac": HeadEntry(RMAC, {"levels": (int,)}),
+    "crn": HeadEntry(CRN, {"clusters": (int,), "normalize_input": (bool,)}),
+    "mixvpr": HeadEntry(MixVPR, {
+        "grid": (list, tuple), "depth": (int,), "mlp_ratio": (float,), "out_channels": (int,), "out_rows": (int,),
+    }),
+    "salad": HeadEntry(SALAD, {
+        "clusters": (int,), "cluster_dim": (int,), "token_dim": (int,), "hidden_dim": (int,),
+        "sinkhorn_iterations": (int,), "dustbin_init": (float,), "dropout": (float,),
+    }),
+    "cls": HeadEntry(ClassTokenHead, {"fc_dim": (int, type(None))}),
 }
 
 
@@ -47,15 +60,19 @@ def _accepts(types: Tuple[type, ...], value: Any) -> bool:
 
 
 def _type_words(types: Tuple[type, ...]) -> str:
-    words = {int: "an integer", float: "a number", bool: "true or false", type(None): "null"}
-    return " or ".join(words.get(t, t.__name__) for t in types)
+    words = {int: "an integer", float: "a number", bool: "true or false", type(None): "null",
+             list: "a list", tuple: "a list"}
+    return " or ".join(dict.fromkeys(words.get(t, t.__name__) for t in types))
 
 
 def build_head(name: str, dim: int, **options: Any) -> nn.Module:
     """Build head ``name`` for backbone features with ``dim`` channels.
 
-    Options (``model.head_options``): ``netvlad`` ``clusters``, ``normalize_input``;
-    ``gem`` ``p``, ``eps``, ``fc_dim``; ``mac`` and ``spoc`` none; ``rmac`` ``levels``.
+    Options (``model.head_options``): ``netvlad`` and ``crn`` ``clusters``,
+    ``normalize_input``; ``gem`` ``p``, ``eps``, ``fc_dim``; ``mac`` and ``spoc`` none;
+    ``rmac`` ``levels``; ``mixvpr`` ``grid``, ``depth``, ``mlp_ratio``, ``out_channels``,
+    ``out_rows``; ``salad`` ``clusters``, ``cluster_dim``, ``token_dim``, ``hidden_dim``,
+    ``sinkhorn_iterations``, ``dustbin_init``, ``dropout``; ``cls`` ``fc_dim``.
     Defaults are those of the constructors. Unknown names, unknown options and values of
     the wrong type are :class:`ConfigError`.
     """
