@@ -11,6 +11,7 @@ from sfrs import distributed
 from sfrs.cli.common import DEBUG_OPTION, TRUST_CHECKPOINT_OPTION, report_errors, resolve_device, version_option
 from sfrs.config import Config, load_config
 from sfrs.data import dataset_spec_help
+from sfrs.utils.precision import check_precision
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -28,6 +29,8 @@ from sfrs.data import dataset_spec_help
 @click.option("--dry-run", is_flag=True, help="Validate data and config, print the plan, do not train.")
 @click.option("--deterministic", is_flag=True, help="Deterministic algorithms (bit-exact resume on CPU).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
+@click.option("--precision", help="Arithmetic of the training steps: fp32, bf16 or fp16 (autocast; fp16 on CUDA "
+                                  "scales the loss). Default: the config's train.precision (fp32).")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 @TRUST_CHECKPOINT_OPTION
 @DEBUG_OPTION
@@ -36,8 +39,8 @@ from sfrs.data import dataset_spec_help
 def main(
     config_path: Optional[str], dataset: Optional[str], images_root: Optional[str], output: Optional[str],
     generations: Optional[int], epochs: Optional[int], seed: Optional[int], init_from: Optional[str], resume: bool,
-    overrides: Sequence[str], dry_run: bool, deterministic: bool, device: str, no_progress: bool, debug: bool,
-    trust_checkpoint: bool,
+    overrides: Sequence[str], dry_run: bool, deterministic: bool, device: str, precision: Optional[str],
+    no_progress: bool, debug: bool, trust_checkpoint: bool,
 ) -> None:
     """Train SFRS: generations of hard + soft region losses, each supervised by the
     previous generation's cached soft labels; prints per-generation Recall@N."""
@@ -49,8 +52,10 @@ def main(
 
     config: Config = load_config(
         config_path, overrides, generations=generations, epochs=epochs,
-        direct={"data.dataset": dataset, "data.images_root": images_root, "seed": seed, "train.init_from": init_from},
+        direct={"data.dataset": dataset, "data.images_root": images_root, "seed": seed, "train.init_from": init_from,
+                "train.precision": precision},
     )
+    check_precision(config.train.precision, "train.precision")
     if not distributed.launched_by_torchrun():
         resolve_device(device)  # validates the name and CUDA availability
     torch_device = distributed.setup(device)

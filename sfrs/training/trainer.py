@@ -27,6 +27,7 @@ from sfrs.training.softlabels import SoftLabels
 from sfrs.training.state import TrainingState, save_state
 from sfrs.training.tuples import TupleBatch, TupleDataset
 from sfrs.utils.hashing import fingerprint
+from sfrs.utils.precision import autocast, check_precision, grad_scaler
 
 
 #: TensorBoard image tag of the per-epoch retrieval examples on the validation split.
@@ -75,6 +76,8 @@ class Trainer:
         model = run.config.model
         objective.network.set_training_memory(model.frozen_chunk, model.checkpoint_activations)
         self.trained = _data_parallel(objective, run.device)
+        self.precision = check_precision(run.config.train.precision, "train.precision")
+        self.scaler = grad_scaler(run.device, self.precision)
 
     @property
     def network(self):
@@ -141,7 +144,7 @@ class Trainer:
         is moved to the device). Returns the step's loss values, averaged over processes."""
         self.optimizer.zero_grad(set_to_none=True)
         local = forward_backward(self.trained, self.objective, batch, self.run.config.optim.tuples_per_pass,
-                                 self.run.device)
+                                 self.run.device, precision=self.precision, scaler=self.scaler)
         # the mean over processes = the loss of the global batch; every process takes the
         # same decision on a non-finite value, so none is left waiting in a collective
         values = {name: distributed.all_reduce_sum(value) / distributed.world_size()
@@ -153,8 +156,11 @@ class Trainer:
                 f"({text}); the last good checkpoint is {self.run.paths.last}"
             )
         if self.run.config.optim.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)  # clip the true gradients (a no-op when not scaling)
             torch.nn.utils.clip_grad_norm_(self.objective.parameters(), self.run.config.optim.grad_clip)
-        self.optimizer.step()
+        # fp16 on CUDA: skips a step whose scaled gradients overflowed, then adapts the scale
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         self.objective.after_step()
         writer, step = self.run.writer, self.state.position.global_step
         for name, value in values.items():
@@ -268,6 +274,8 @@ def forward_backward(
     batch: TupleBatch,
     tuples_per_pass: int,
     device: torch.device,
+    precision: str = "fp32",
+    scaler: Optional["torch.amp.GradScaler"] = None,
 ) -> StepLosses:
     """Forward and backward ``batch`` in passes of ``tuples_per_pass`` tuples (0 = all at
     once), adding the gradients into ``.grad``; the caller zeroes them before.
@@ -283,6 +291,10 @@ def forward_backward(
     Args:
         trained: ``objective`` or its DistributedDataParallel wrapper.
         batch: the step's tuples on this process, collated (on any device).
+        precision: ``fp32``, ``bf16`` or ``fp16``: the forward passes (network and loss
+            terms) run under autocast (:mod:`sfrs.utils.precision`), backward outside it.
+        scaler: a GradScaler scaling each pass's loss before its backward (fp16 on CUDA);
+            the returned values are unscaled.
     """
     passes = split_batch(batch, tuples_per_pass)
     shares = pass_shares(objective, passes)
@@ -292,9 +304,10 @@ def forward_backward(
     for p, (part, share) in enumerate(zip(passes, shares)):
         last = p == len(passes) - 1
         with contextlib.nullcontext() if last or not hasattr(trained, "no_sync") else trained.no_sync():
-            out = trained(part.to(device))
-            loss = out.total if len(passes) == 1 else objective.pass_total(out, share)
-            loss.backward()
+            with autocast(device, precision):
+                out = trained(part.to(device))
+                loss = out.total if len(passes) == 1 else objective.pass_total(out, share)
+            (scaler.scale(loss) if scaler is not None else loss).backward()
         for name, value in out.terms.items():
             values[name] += share[name] * float(value.detach())
         values["total"] += float(loss.detach())
