@@ -4,9 +4,10 @@ setting, without retraining, each setting paying only for what it changes.
 - ``threshold`` (positive radius, metres): descriptors extracted and searched once, to
   the depth of the largest N; only the ground truth (``Split.positives(radius)``, a
   radius search on UTM) changes per value.
-- ``image_size`` (``HxW``, or one number: the shorter side, aspect kept): database and
-  queries re-extracted at each size (both sets at that size: it replaces the data set's
-  query-resize convention); one search each.
+- ``image_size`` (``HxW``, or one number: the shorter side, aspect kept): one full
+  evaluation per size, as ``sfrs-eval --image-size H,W`` / ``--resize shorter_side:N``
+  (:class:`~sfrs.retrieval.test_time.TestTime`): both sets at that size, unless the data
+  set's conventions resize queries (Tokyo 24/7).
 - ``pca_dim``: PCA-whitening fitted once on training descriptors at the largest
   dimension; each smaller dimension uses its leading components
   (:func:`leading_components`), which equals a separate fit at that dimension (the
@@ -28,22 +29,20 @@ import numpy as np
 import torch
 
 from sfrs import distributed
-from sfrs.data import Split, build_transform
+from sfrs.data import Split
 from sfrs.errors import ConfigError
 from sfrs.models import GeoNet, PCAWhitening
-from sfrs.retrieval.extract import extract_descriptors_sharded
+from sfrs.retrieval.evaluate import evaluate
 from sfrs.retrieval.pca import fit_model_pca
 from sfrs.retrieval.protocol import describe_query_resize, resolve_protocol
 from sfrs.retrieval.recall import count_queries_without_positive, recall_at_n
 from sfrs.retrieval.report import rank_database
 from sfrs.retrieval.split_descriptors import extract_split
+from sfrs.retrieval.test_time import TestTime
 from sfrs.utils.io import atomic_path, atomic_write_json, atomic_write_text
 
 SWEEP_KEYS = ("threshold", "image_size", "pca_dim")
 SWEEP_FORMAT = "sfrs-eval-sweep"
-
-#: an image size: (height, width), or the shorter side in pixels
-ImageSize = Union[Tuple[int, int], int]
 
 
 def parse_sweep(text: str) -> Tuple[str, List[Any]]:
@@ -128,25 +127,26 @@ def threshold_rows(
             for r in radii]
 
 
-def _extract_at_size(
-    model: GeoNet, split: Split, size: ImageSize, *, device: Any, batch_size: int, num_workers: int, progress: bool,
-) -> Tuple[np.ndarray, np.ndarray]:
-    """(database, queries) descriptors with both sets resized to ``size``."""
-    if isinstance(size, tuple):
-        transform = build_transform(size, model.mean, model.std)
-    else:
-        transform = build_transform(None, model.mean, model.std, shorter_side=int(size))
-    label = value_label("image_size", size)
-    was_training = model.training
-    model.eval()
-    try:
-        sets = [extract_descriptors_sharded(
-            model, list(paths), transform, batch_size=batch_size, device=device, num_workers=num_workers,
-            progress=f"{split.split} {kind} at {label}" if progress else False,
-        ) for kind, paths in (("database", split.database_paths), ("queries", split.query_paths))]
-    finally:
-        model.train(was_training)
-    return np.asarray(sets[0]), np.asarray(sets[1])
+def _image_size_rows(
+    model: GeoNet, split: Split, size: Any, *, ns: Sequence[int], index: str, conventions: Optional[str],
+    device: Any, batch_size: int, num_workers: int, progress: bool,
+) -> List[Dict[str, Any]]:
+    """One evaluation at ``size`` ((H, W) or a shorter side): extraction and search anew.
+    Empty on torchrun processes other than the main one."""
+    size = tuple(int(v) for v in size) if isinstance(size, (tuple, list)) else int(size)
+    test_time = TestTime(image_size=size) if isinstance(size, tuple) else TestTime(shorter_side=size)
+    evaluation = evaluate(model, split, device=device, batch_size=batch_size, num_workers=num_workers, ns=ns,
+                          conventions=conventions, index=index, progress=progress, test_time=test_time)
+    if evaluation is None:
+        return []
+    report = evaluation.report
+    return [{
+        "value": list(size) if isinstance(size, tuple) else size, "label": value_label("image_size", size),
+        "recall": {str(n): float(r) for n, r in report["recall"].items()}, "threshold_m": report["threshold_m"],
+        "queries_without_positive": report["queries_without_positive"], "descriptor_dim": report["descriptor_dim"],
+        "query_images": report["evaluation_protocol"]["query_images"],
+        "database_images": report["evaluation_protocol"]["database_images"],
+    }]
 
 
 def _whiten(pca: PCAWhitening, descriptors: np.ndarray) -> np.ndarray:
@@ -208,13 +208,10 @@ def run_eval_sweep(
         rows = threshold_rows(split, np.asarray(database), np.asarray(queries), [float(v) for v in values],
                               ns=ns, index=index, nms=protocol.nms)
     elif key == "image_size":
-        positives = split.positives(protocol.threshold_m)
         for size in values:
-            size = tuple(int(v) for v in size) if isinstance(size, (tuple, list)) else int(size)
-            database, queries = _extract_at_size(model, split, size, **common)
-            ranking = rank_database(split, database, queries, max(int(n) for n in ns), index=index, nms=protocol.nms)
-            rows.append(_recall_row(size, key, ranking.indices, positives, ns, database.shape[1], protocol.threshold_m))
-        result["note"] = "database and queries resized to each size (the query-resize convention does not apply)"
+            rows += _image_size_rows(model, split, size, ns=ns, index=index, conventions=conventions, **common)
+        result["note"] = ("each size evaluated as sfrs-eval --image-size H,W / --resize shorter_side:N does: "
+                          "database and queries at that size, unless the data set's conventions resize queries")
     else:
         rows, result["pca"] = _pca_rows(model, split, [int(v) for v in values], protocol, train_split=train_split,
                                         samples=pca_samples, seed=seed, ns=ns, index=index, **common)

@@ -134,6 +134,7 @@ def test_real_image_size_sweep__each_size_extracted(tiny, tmp_path):
     result = run_eval_sweep(model, split, "image_size", [(48, 64), 32], batch_size=16, progress=False,
                             output_dir=tmp_path)
     assert [row["label"] for row in result["rows"]] == ["48x64", "shorter side 32"]
+    assert result["rows"][1]["database_images"] == "shorter side 32 px, aspect kept"
     reference = evaluate(model, split, batch_size=16, progress=False).report  # the model's own 48x64
     assert result["rows"][0]["recall"] == pytest.approx(reference["recall"])
     assert (tmp_path / "sweep_image_size.png").read_bytes()[:4] == PNG_MAGIC
