@@ -209,3 +209,10 @@ def test_read_source__anything_else_is_a_data_error_naming_the_path(tmp_path, ma
         (path / "summary.json").write_text(json.dumps({"format": "something-else"}))
     with pytest.raises(DataError, match=str(path)):
         read_source(path)
+
+
+def test_galleries__a_run_without_best_pt_is_noted_in_the_report_not_raised(tmp_path):
+    run = plant_run(tmp_path / "run", with_changes(), [20, 30])
+    report = write_run_report([run], tmp_path / "out", ReportOptions(galleries=2), log=lambda line: None)
+    assert "best.pt: not found" in report["galleries"]["run"]["error"]
+    assert "- **run**: not drawn: " in (tmp_path / "out" / "report.md").read_text()
