@@ -1,5 +1,6 @@
-"""Backbone catalogue: the module contract across every backbone x head pair, trainable
-modes, and strict loading of local / ImageNet state dicts (no real downloads)."""
+"""Backbone catalogue: the module contract across every backbone x head pair (with a tiny
+timm ViT and a tiny timm CNN), trainable modes, and strict loading of local / ImageNet
+state dicts (no real downloads)."""
 import pytest
 import torch
 import torchvision
@@ -7,9 +8,15 @@ from torch import nn
 
 from sfrs.errors import CheckpointError, ConfigError
 from sfrs.models.backbones import IMAGENET_MEAN, IMAGENET_STD, build_backbone, list_backbones
-from sfrs.models.heads import build_head
+from sfrs.models.heads import build_head, list_heads
 
-BACKBONES = list_backbones()
+CATALOGUE = list_backbones()
+#: timm backbones in the contract, cut small: ViT-Ti after 2 blocks, ResNet-18 at stage 2.
+TIMM_OPTIONS = {
+    "timm:vit_tiny_patch16_224": {"blocks": 2},
+    "timm:resnet18": {"stage": 2},
+}
+BACKBONES = CATALOGUE + list(TIMM_OPTIONS)
 EXPECTED_CHANNELS = {
     "vgg16": 512,
     "resnet18_conv4": 256,
@@ -17,6 +24,8 @@ EXPECTED_CHANNELS = {
     "resnet50_conv4": 1024,
     "resnet50_conv5": 2048,
     "small": 128,
+    "timm:vit_tiny_patch16_224": 192,
+    "timm:resnet18": 128,
 }
 # Parameter-name prefixes trained with trainable="default".
 DEFAULT_TRAINABLE = {
@@ -26,6 +35,8 @@ DEFAULT_TRAINABLE = {
     "resnet50_conv4": ("layer3.",),
     "resnet50_conv5": ("layer4.",),
     "small": ("",),
+    "timm:vit_tiny_patch16_224": ("model.blocks.", "model.norm."),  # last 4 blocks: both kept
+    "timm:resnet18": ("model.layer2.",),  # the last stage kept
 }
 HEADS = {
     "netvlad": dict(clusters=4),
@@ -35,14 +46,53 @@ HEADS = {
 
 def test_list_backbones__catalogue():
     assert sorted(BACKBONES) == sorted(EXPECTED_CHANNELS)
+    assert not any(name.startswith("timm:") for name in CATALOGUE)
+
+
+def build(name, **kwargs):
+    backbone = build_backbone(name, options=TIMM_OPTIONS.get(name), **kwargs)
+    if name.startswith("timm:"):
+        # timm zero-initialises the last batch-norm scale of each residual block, which
+        # leaves the block's other layers without gradient until it moves
+        for module in backbone.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                nn.init.uniform_(module.weight, 0.5, 1.5)
+    return backbone
+
+
+def features_and_token(backbone, head, images):
+    """The backbone's map, and its class token for a head that uses one (as GeoNet does)."""
+    if getattr(head, "class_token", "none") != "none" and backbone.class_token:
+        return backbone.forward_tokens(images)
+    return backbone(images), None
+
+
+def head_outputs(head, features, token):
+    if token is None:
+        return head(features), head.regions(features)
+    return head(features, class_token=token), head.regions(features, class_token=token)
 
 
 @pytest.mark.parametrize("head_name", list(HEADS))
 @pytest.mark.parametrize("backbone_name", BACKBONES)
 def test_backbone_head__contract_shapes_norms_and_gradients(backbone_name, head_name):
+    check_contract(backbone_name, head_name, HEADS[head_name])
+
+
+@pytest.mark.parametrize("head_name", [name for name in list_heads() if name not in HEADS])
+@pytest.mark.parametrize("backbone_name", list(TIMM_OPTIONS))
+def test_timm_backbone__contract_with_every_other_registered_head(backbone_name, head_name):
+    check_contract(backbone_name, head_name, {})
+
+
+def check_contract(backbone_name, head_name, head_options):
+    """Shapes, unit norms, region 0 = global, and a gradient for exactly the trainable
+    parameters (the default ones)."""
     torch.manual_seed(0)
-    backbone = build_backbone(backbone_name, pretrained="none")
-    head = build_head(head_name, dim=backbone.out_channels, **HEADS[head_name])
+    backbone = build(backbone_name, pretrained="none")
+    head = build_head(head_name, dim=backbone.out_channels, **head_options)
+    if getattr(head, "class_token", "none") == "required" and not backbone.class_token:
+        pytest.skip(f"head {head_name} needs a class token, which {backbone_name} has not (GeoNet refuses the pair)")
     assert backbone.name == backbone_name
     assert backbone.out_channels == EXPECTED_CHANNELS[backbone_name]
     assert len(backbone.default_mean) == 3 and len(backbone.default_std) == 3
@@ -51,11 +101,10 @@ def test_backbone_head__contract_shapes_norms_and_gradients(backbone_name, head_
 
     B = 2
     images = torch.randn(B, 3, 64, 64)
-    features = backbone(images)
+    features, token = features_and_token(backbone, head, images)
     assert features.shape[:2] == (B, backbone.out_channels)
     assert features.shape[2] == 64 // backbone.stride and features.shape[3] == 64 // backbone.stride
-    out = head(features)
-    regions = head.regions(features)
+    out, regions = head_outputs(head, features, token)
     assert out.shape == (B, head.out_dim) and regions.shape == (B, 9, head.out_dim)
     assert torch.isfinite(out).all() and torch.isfinite(regions).all()
     torch.testing.assert_close(out.norm(dim=1), torch.ones(B))
@@ -84,7 +133,7 @@ def test_backbone_head__contract_shapes_norms_and_gradients(backbone_name, head_
 @pytest.mark.parametrize("mode", ["default", "all", "none"])
 @pytest.mark.parametrize("backbone_name", BACKBONES)
 def test_backbone__trainable_modes_set_requires_grad(backbone_name, mode):
-    backbone = build_backbone(backbone_name, trainable=mode)
+    backbone = build(backbone_name, trainable=mode)
     names = [n for n, _ in backbone.named_parameters()]
     trainable = [n for n, p in backbone.named_parameters() if p.requires_grad]
     if mode == "all":
@@ -108,7 +157,7 @@ def test_backbone__trainable_all_gives_every_parameter_a_gradient(backbone_name)
 
 
 def test_backbone__unknown_name_or_mode_is_config_error():
-    with pytest.raises(ConfigError, match="unknown backbone 'vgg19'.*vgg16"):
+    with pytest.raises(ConfigError, match="unknown backbone 'vgg19'.*vgg16.*timm:<timm model name>"):
         build_backbone("vgg19")
     with pytest.raises(ConfigError, match="unknown trainable mode 'some'"):
         build_backbone("small", trainable="some")
