@@ -227,23 +227,61 @@ def parse_override(text: str) -> Tuple[List[str], Any]:
     return key.split("."), value
 
 
+#: (choice, its options): the options configure that choice, so a layer that changes the
+#: choice starts from ``{}`` (the new choice's own defaults) before its own settings apply.
+OWNED_OPTIONS: Tuple[Tuple[str, str], ...] = (("model.head", "model.head_options"),)
+
+
 def build_config(
     cls: type,
     yaml_path: Optional[Union[str, Path]] = None,
     overrides: Sequence[str] = (),
     direct: Optional[Mapping[str, Any]] = None,
 ) -> Any:
-    """Defaults <- YAML file <- ``direct`` dotted values (CLI flags) <- ``--set`` overrides."""
+    """Defaults <- YAML file <- ``direct`` dotted values (CLI flags) <- ``--set`` overrides.
+
+    Each of the three is a layer: a layer that changes ``model.head`` without setting
+    ``model.head_options`` leaves the options at ``{}`` (:data:`OWNED_OPTIONS`), so
+    ``--set model.head=rmac`` does not inherit NetVLAD's ``clusters``; options the same
+    layer sets (whole or ``model.head_options.levels=2``) apply on top of ``{}``.
+    """
     data = to_dict(cls())
     if yaml_path is not None:
-        data = merge(cls, data, load_yaml(yaml_path))
-    for dotted, value in (direct or {}).items():
-        if value is not None:
-            data = _set_dotted(data, dotted.split("."), value)
-    for text in overrides:
-        path, value = parse_override(text)
-        data = _set_dotted(data, path, value)
+        layer = load_yaml(yaml_path)
+        data = _apply_layer(data, lambda base: merge(cls, base, layer))
+    settings = [(dotted.split("."), value) for dotted, value in (direct or {}).items() if value is not None]
+    settings_layers = [settings, [parse_override(text) for text in overrides]]
+    for layer_settings in settings_layers:
+        data = _apply_layer(data, lambda base, items=layer_settings: _set_all(base, items))
     return from_dict(cls, data)
+
+
+def _set_all(data: Dict[str, Any], settings: Sequence[Tuple[Sequence[str], Any]]) -> Dict[str, Any]:
+    for path, value in settings:
+        data = _set_dotted(data, path, value)
+    return data
+
+
+_MISSING = object()
+
+
+def _get_dotted(data: Any, dotted: str) -> Any:
+    for key in dotted.split("."):
+        if not isinstance(data, Mapping) or key not in data:
+            return _MISSING
+        data = data[key]
+    return data
+
+
+def _apply_layer(data: Dict[str, Any], apply) -> Dict[str, Any]:
+    """``apply(data)``, or, when that changes a choice of :data:`OWNED_OPTIONS`,
+    ``apply`` on ``data`` with that choice's options emptied first."""
+    updated = apply(data)
+    base = data
+    for choice, options in OWNED_OPTIONS:
+        if _get_dotted(data, choice) != _get_dotted(updated, choice) and _get_dotted(data, options) is not _MISSING:
+            base = _set_dotted(base, options.split("."), {})
+    return updated if base is data else apply(base)
 
 
 def _set_dotted(data: Dict[str, Any], path: Sequence[str], value: Any) -> Dict[str, Any]:
