@@ -400,3 +400,17 @@ def test_cls__without_a_class_token_is_a_config_error():
 ])
 def test_sfrs_train__a_soft_label_generation_trains_with_the_head(head_name, options, tiny_city_root, tmp_path):
     train_soft_label_generation(tmp_path / "run", head_name, options)
+
+
+#: a tiny vision transformer (ViT-Ti cut after 2 blocks), whose class token GeoNet hands to the head
+VIT_SETS = ("model.backbone=timm:vit_tiny_patch16_224", "model.backbone_options={blocks: 2}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("head_name, options", [
+    ("cls", "{fc_dim: 32}"),
+    ("salad", "{clusters: 4, cluster_dim: 8, token_dim: 16, hidden_dim: 32}"),
+])
+def test_sfrs_train__a_soft_label_generation_trains_with_the_class_token(head_name, options, tiny_city_root,
+                                                                           tmp_path):
+    train_soft_label_generation(tmp_path / "run", head_name, options, VIT_SETS)
