@@ -13,6 +13,9 @@ from typing import Any, Dict, List, Optional, Sequence
 from sfrs.reports.run_entries import MISSING, REPORT_NS, SPLITS, ReportEntry, Stat
 
 
+DIFFERENCES_TITLE = "Configuration differences"
+
+
 @dataclass(frozen=True)
 class Table:
     """A titled table: ``header`` and ``rows`` of strings; ``note`` printed under the title."""
@@ -68,7 +71,7 @@ def differences_table(entries: Sequence[ReportEntry], differences: Dict[str, Lis
     keys = list(differences)
     rows = [[entry.name] + [value_cell(differences[k][i]) for k in keys] for i, entry in enumerate(entries)]
     note = "" if keys else "All entries share one configuration."
-    return Table("Configuration differences", ["entry"] + keys, rows, note)
+    return Table(DIFFERENCES_TITLE, ["entry"] + keys, rows, note)
 
 
 def common_table(common: Dict[str, Any]) -> Table:
