@@ -3,8 +3,9 @@
 matplotlib is already a dependency and its PDF backend needs nothing else, so the PDF
 adds no package: the tables are drawn as matplotlib tables (long ones over several
 pages, a table wider than tall transposed, fonts shrunk to the page's width), the
-figures are drawn again as vector pages, and gallery PNGs are placed as images. Markdown is not rendered (no LaTeX, no HTML engine); report.md stays the
-reference and the PDF its printable companion.
+figures are drawn again as vector pages, and gallery PNGs are placed as images.
+Markdown is not rendered (no LaTeX, no HTML engine): report.md stays the reference and
+the PDF its printable companion.
 """
 from __future__ import annotations
 

@@ -144,7 +144,8 @@ def plant_sweep(folder, with_transfer=True):
             "generations": [{"generation": g, **block(10 * i + g)} for g in range(2)],
         }
         if with_transfer:
-            configuration["transfer"] = {"pitts30k": {n: sweep_stat([50 + i + int(n), 52 + int(n)]) for n in ("1", "5", "10")}}
+            configuration["transfer"] = {"pitts30k": {n: sweep_stat([50 + i + int(n), 52 + int(n)])
+                                                      for n in ("1", "5", "10")}}
         configurations.append(configuration)
     folder.mkdir(parents=True)
     (folder / "summary.json").write_text(json.dumps({
