@@ -121,6 +121,9 @@ class SALAD(nn.Module):
     def assignment(self, features: torch.Tensor) -> torch.Tensor:
         """(B, C, h, w) -> (B, m, h*w): the transport plan without its dustbin row."""
         scores = self.score(features).flatten(2)  # (B, m, n)
+        # transport in at least float32: under bf16/fp16 autocast the log masses and
+        # log-sum-exps would otherwise lose the precision the marginals need
+        scores = scores.to(torch.promote_types(scores.dtype, torch.float32))
         batch, _, n = scores.shape
         augmented = torch.cat([scores, self.dustbin.to(scores.dtype).expand(batch, 1, n)], dim=1)
         per_cluster, dustbin_mass = transport_marginals(self.clusters, n)
