@@ -23,7 +23,8 @@ def plan_lines(run: TrainingRun) -> List[str]:
         f"({ts.dropped:,} without a positive within {cfg.data.train_positive_radius:g} m)",
         "  " + run.val_split.summary(),
         "  " + run.test_split.summary(),
-        f"model: {cfg.model.backbone} + {cfg.model.head} {cfg.model.head_options}, input "
+        f"model: {cfg.model.backbone}{' ' + str(cfg.model.backbone_options) if cfg.model.backbone_options else ''} "
+        f"(trains {cfg.model.trainable}) + {cfg.model.head} {cfg.model.head_options}, input "
         f"{cfg.model.input_size[0]}x{cfg.model.input_size[1]}, {dim:,}-d descriptors, weights {cfg.model.pretrained}",
         f"tuples: 1 query + 1 positive + {mining.negatives} negatives (pool {mining.negative_pool:,}"
         f"{', previous hardest kept across generations' if mining.keep_negatives_across_generations else ''}) "
