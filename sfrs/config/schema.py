@@ -70,12 +70,12 @@ class EvalConfig:
     pca_dim: int = 0
     #: training descriptors used to fit PCA-whitening.
     pca_samples: int = 10000
-
-
-@dataclass(frozen=True)
     #: arithmetic of descriptor extraction: ``fp32``, ``bf16`` or ``fp16`` (autocast;
     #: descriptors stay float32, L2-normalised in float32).
     precision: str = "fp32"
+
+
+@dataclass(frozen=True)
 class MiningConfig:
     """Training tuples (SFRS §3.1): query, best positive, hard negatives, difficult positives."""
 
@@ -199,12 +199,12 @@ class TrainConfig:
     #: NetVLAD k-means) wherever a student is initialised, e.g. a self-supervised
     #: pre-training to fine-tune; its architecture must equal ``model``'s.
     init_from: Optional[str] = None
-
-
-@dataclass(frozen=True)
     #: arithmetic of the training steps: ``fp32``, ``bf16`` or ``fp16`` (autocast; fp16 on
     #: CUDA scales the loss with a GradScaler).
     precision: str = "fp32"
+
+
+@dataclass(frozen=True)
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
