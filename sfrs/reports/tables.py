@@ -78,6 +78,19 @@ def render_markdown(summary: EvalAllSummary) -> str:
         f"- datasets root: `{summary.datasets_root}`",
         f"- index: `{options.get('index')}`, descriptors stored as {'float16' if options.get('half') else 'float32'}",
     ]
+    test_time = options.get("test_time")
+    if isinstance(test_time, dict):
+        size = test_time.get("image_size")
+        side = test_time.get("shorter_side")
+        rerank = test_time.get("rerank")
+        lines.append(
+            f"- test time: method `{test_time.get('method')}`, images "
+            + (f"{size[0]}x{size[1]}" if size else f"shorter side {side} px" if side else "at the model's input size")
+            + (f", k-reciprocal re-ranking of the top {rerank['top']} (k1 {rerank['k1']}, k2 {rerank['k2']}, "
+               f"lambda {rerank['lam']:g})" if rerank else "")
+            + f", {test_time.get('precision')}" + (" channels-last" if test_time.get("channels_last") else "")
+            + " (each data set's protocol below)"
+        )
     if summary.pca:
         lines.append(f"- {summary.pca}")
     lines += [

@@ -1,6 +1,7 @@
 """Retrieval with a trained network: descriptors of image lists and splits (in memory,
 sharded over torchrun processes, or streamed to HDF5), faiss search, Recall@N reports,
-PCA-whitening fits, predictions CSVs, retrieval grids and maps.
+PCA-whitening fits, predictions CSVs, retrieval grids and maps; test-time methods (query
+crops, test image size, k-reciprocal re-ranking, reduced precision).
 
 Import retrieval names from here (``from sfrs.retrieval import evaluate, search``).
 """
@@ -29,7 +30,19 @@ from sfrs.retrieval.report import (
     ranked_report,
     recall_report,
 )
+from sfrs.retrieval.rerank import farthest_squared_distances, knn_graph, rerank_candidates
 from sfrs.retrieval.split_descriptors import extract_split, stream_prefix
+from sfrs.retrieval.test_time import (
+    TEST_METHODS,
+    RerankSettings,
+    TestTime,
+    ViewEncoder,
+    majority_votes,
+    merge_majority_voting,
+    merge_nearest,
+    rerank_top,
+    search_views,
+)
 from sfrs.retrieval.stream import Descriptors, HDF5Descriptors, extract_to_hdf5, search_hdf5
 from sfrs.retrieval.unlabelled import retrieve
 from sfrs.retrieval.visual import (

@@ -187,7 +187,7 @@ class TestTime:
         height, width = self.crop_size(model)
         side = min(height, width)
         queries = {
-            "single": f"shorter side {query_resize} px, aspect kept (query resize)" if query_resize is not None
+            "single": f"shorter side {query_resize} px, aspect kept" if query_resize is not None
             else "like the database",
             "central_crop": f"resized to cover {height}x{width}, aspect kept, central {height}x{width} crop",
             "five_crops": f"shorter side {side} px, five {side}x{side} crops (corners, centre), mean descriptor",

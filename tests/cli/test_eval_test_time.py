@@ -100,3 +100,5 @@ def test_eval_all__method_replaces_the_tokyo_query_resize_and_every_report_says_
         report["results"]["tokyo247"]["notes"]
     assert "test method five_crops" in result.output
     assert report["options"]["test_time"]["method"] == "five_crops"
+    assert "- test time: method `five_crops`, images at the model's input size, bf16" in \
+        (tmp_path / "out" / "report.md").read_text()
