@@ -267,7 +267,9 @@ def _check_options(name: str, options: Mapping[str, Any], known: Dict[str, str])
     for key in options:
         if key not in known:
             described = "; ".join(f"{k}: {what}" for k, what in known.items())
-            raise ConfigError(f"model.backbone_options: backbone {name} has no option '{key}' (its options: {described})")
+            raise ConfigError(
+                f"model.backbone_options: backbone {name} has no option '{key}' (its options: {described})"
+            )
 
 
 def _int_option(name: str, options: Mapping[str, Any], key: str, low: int, high: int, default: int) -> int:

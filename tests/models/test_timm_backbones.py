@@ -19,7 +19,6 @@ from sfrs.errors import CheckpointError, ConfigError
 from sfrs.models import GeoNet, TimmBackbone, build_network, load_network, network_from_payload
 from sfrs.models import network as network_module
 from sfrs.models.backbones import _frozen_prefix, build_backbone
-from sfrs.models.heads import build_head, list_heads
 
 VIT = "vit_tiny_patch16_224"
 CNN = "resnet18"
@@ -344,7 +343,10 @@ def test_geonet__class_token_reaches_heads_that_use_it(monkeypatch):
 
 
 def test_geonet__required_class_token_on_a_cnn_is_config_error(monkeypatch):
-    with pytest.raises(ConfigError, match=r"needs a backbone with a class token, e\.g\. timm:vit_small_patch14_dinov2"):
+    with pytest.raises(ConfigError, match=r"head 'cls' needs a backbone with a class token, e\.g\. timm:vit_small"):
+        build_network(ModelConfig(backbone=f"timm:{CNN}", backbone_options={"stage": 2}, head="cls",
+                                  head_options={}, input_size=(32, 48)))
+    with pytest.raises(ConfigError, match=r"needs a backbone with a class token"):
         probe_network(monkeypatch, "required", vit_config(backbone="small", backbone_options={}))
 
 
@@ -419,11 +421,11 @@ def test_cnn__frozen_prefix_chunks_and_checkpointing_match_the_plain_forward(che
 
 
 # -- DINOv2 with SALAD, the target configuration -----------------------------------------
-def test_dinov2__builds_and_runs_one_forward_at_56x70():
-    head = "salad" if "salad" in list_heads() else "gem"
-    config = ModelConfig(backbone="timm:vit_small_patch14_dinov2", head=head, head_options={}, input_size=(56, 70))
+def test_dinov2_salad__builds_and_runs_one_forward_at_56x70():
+    config = ModelConfig(backbone="timm:vit_small_patch14_dinov2", head="salad", head_options={}, input_size=(56, 70))
     start = time.perf_counter()
     network = build_network(config).eval()
+    assert network.passes_class_token
     with torch.no_grad():
         out = network(torch.randn(2, 3, 56, 70))
     assert out.shape == (2, network.out_dim) and torch.isfinite(out).all()
