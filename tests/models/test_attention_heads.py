@@ -64,7 +64,7 @@ def _naive_context_mask(x, crn):
 
     def source(index, size_in, size_out):
         position = max((index + 0.5) * size_in / size_out - 0.5, 0.0)
-        low = min(int(math.floor(position)), size_in - 1)
+        low = min(math.floor(position), size_in - 1)
         return low, min(low + 1, size_in - 1), position - low
 
     mask = np.zeros((h, w))
@@ -185,7 +185,8 @@ def _naive_mixvpr(x, head):
     flat = _naive_adaptive_mean(x, head.grid).reshape(x.shape[0], -1)  # (C, n)
     for mixer in head.mixers:
         gamma, beta = _np(mixer.norm.weight), _np(mixer.norm.bias)
-        w1, b1, w2, b2 = _np(mixer.expand.weight), _np(mixer.expand.bias), _np(mixer.reduce.weight), _np(mixer.reduce.bias)
+        w1, b1 = _np(mixer.expand.weight), _np(mixer.expand.bias)
+        w2, b2 = _np(mixer.reduce.weight), _np(mixer.reduce.bias)
         mixed = np.empty_like(flat)
         for c, row in enumerate(flat):
             normed = (row - row.mean()) / np.sqrt(row.var() + mixer.norm.eps) * gamma + beta

@@ -65,7 +65,9 @@ class MixVPR(nn.Module):
         if depth < 0:
             raise ConfigError(f"MixVPR option 'depth' must be >= 0, got {depth}")
         if out_channels < 1 or out_rows < 1:
-            raise ConfigError(f"MixVPR options 'out_channels' and 'out_rows' must be >= 1, got {out_channels} and {out_rows}")
+            raise ConfigError(
+                f"MixVPR options 'out_channels' and 'out_rows' must be >= 1, got {out_channels} and {out_rows}"
+            )
         if not mlp_ratio > 0:
             raise ConfigError(f"MixVPR option 'mlp_ratio' must be > 0, got {mlp_ratio}")
         self.dim = dim

@@ -144,7 +144,8 @@ class SALAD(nn.Module):
         check_features(features, self.dim, "SALAD")
         if class_token is not None and tuple(class_token.shape) != (features.shape[0], self.dim):
             raise ValueError(
-                f"SALAD expects a class token of shape ({features.shape[0]}, {self.dim}), got {tuple(class_token.shape)}"
+                f"SALAD expects a class token of shape ({features.shape[0]}, {self.dim}), "
+                f"got {tuple(class_token.shape)}"
             )
 
     def forward(self, features: torch.Tensor, class_token: Optional[torch.Tensor] = None) -> torch.Tensor:
