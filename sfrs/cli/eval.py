@@ -25,6 +25,7 @@ from sfrs.cli.common import (
 from sfrs.config import Config, DataConfig, build_config
 from sfrs.data import dataset_spec_help
 from sfrs.errors import ConfigError, DataError
+from sfrs.utils.precision import check_precision
 from sfrs.utils.seeding import seed_everything
 from sfrs.utils.io import atomic_write_json
 
@@ -148,8 +149,12 @@ def main(
             "model.pretrained": pretrained, "seed": seed, "eval.precision": precision,
         },
     )
+    check_precision(config.eval.precision, "--precision" if precision is not None else "eval.precision")
     test_time = build_test_time(test_method, image_size, resize, rerank, rerank_top, rerank_k1, rerank_k2,
                                 rerank_lambda, config.eval.precision, channels_last)
+    if save_descriptors and test_time.views > 1:
+        raise ConfigError(f"--save-descriptors writes one descriptor per query; --test-method {test_time.method} "
+                          f"has {test_time.views} (use single, central_crop or five_crops)")
     protocol = {
         "threshold": threshold if threshold is not None else _threshold_override(config.data),
         "nms": nms, "query_resize": query_resize_override(query_resize, no_query_resize), "test_time": test_time,

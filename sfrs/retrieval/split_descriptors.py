@@ -95,7 +95,8 @@ def extract_split(
         test_time: image sizes, query views, precision and memory format
             (:class:`~sfrs.retrieval.test_time.TestTime`; default: the model's input size,
             one view, fp32). With ``nearest_crop`` / ``maj_voting`` the query rows hold
-            the 5 crop descriptors side by side (Q, 5 * D).
+            the 5 crop descriptors side by side (Q, 5 * D). Queries with 5 crops are
+            extracted ``batch_size // 5`` at a time (the same images per forward pass).
     Returns:
         (database, queries, seconds) with ``seconds`` = {"extract_database": s,
         "extract_queries": s}.
@@ -126,9 +127,12 @@ def extract_split(
             start = time.perf_counter()
             target = Path(stream_dir) / f"{stem}_{kind}.h5" if stream_dir is not None else None
             encoding = encoder.describe() if encoder is not model else ""
+            # five crops per query: as many images per forward pass as a batch of whole images
+            images_per_item = test_time.images_per_query if kind == "queries" else 1
+            options = {**common, "batch_size": max(1, batch_size // images_per_item)}
             results.append(_extract_set(
                 encoder, list(paths), transform, kind, f"{split.split} {kind}", stream_file=target,
-                encoding=encoding, **common,
+                encoding=encoding, **options,
             ))
             seconds[f"extract_{kind}"] = time.perf_counter() - start
     finally:

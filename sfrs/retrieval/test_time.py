@@ -142,8 +142,9 @@ class TestTime:
         return TEST_METHODS[self.method] if self.method in MERGED_METHODS else 1
 
     @property
-    def is_default(self) -> bool:
-        return self == TestTime()
+    def images_per_query(self) -> int:
+        """Images the network sees per query (5 crops, or 1)."""
+        return TEST_METHODS[self.method]
 
     def database_transform(self, model: Any) -> Any:
         """PIL image -> (3, H, W): database images (and ``single`` queries without a query resize)."""

@@ -59,6 +59,8 @@ def test_resize_shorter_side__database_and_crops_follow_it(tiny_checkpoint, tmp_
     (["--image-size", "480"], "--image-size must be H,W"),
     (["--resize", "480"], "--resize must be shorter_side:N"),
     (["--precision", "fp8"], "--precision must be one of fp32, bf16, fp16"),
+    (["--set", "eval.precision=fp8"], "eval.precision must be one of fp32, bf16, fp16"),
+    (["--test-method", "maj_voting", "--save-descriptors", "d.h5"], "--save-descriptors writes one descriptor per"),
     (["--rerank", "--rerank-k2", "0"], "--rerank-k2 must be an integer in [1, k1 + 1 = 21]"),
     (["--rerank-top", "5"], "--rerank-top without --rerank"),
     (["--rerank", "--test-method", "nearest_crop"], "--rerank needs one descriptor per query"),
