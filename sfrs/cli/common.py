@@ -59,7 +59,9 @@ def test_time_options(fn: Callable) -> Callable:
         click.option("--resize", metavar="shorter_side:N",
                      help="Resize database and query images to a shorter side of N pixels, aspect kept "
                           "(instead of a fixed size; crop methods then crop N x N)."),
-        click.option("--rerank", is_flag=True, help="k-reciprocal re-ranking of each query's top results."),
+        click.option("--rerank", is_flag=True,
+                     help="k-reciprocal re-ranking (Zhong et al., CVPR 2017) of each query's top results over "
+                          "queries + database (their descriptors are held in memory for it)."),
         click.option("--rerank-top", type=int, default=100, show_default=True, help="Results re-ranked per query."),
         click.option("--rerank-k1", type=int, default=MiningConfig.rerank_k1, show_default=True,
                      help="k1 of k-reciprocal re-ranking."),
