@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from sfrs.config import Config, build_config
 from sfrs.errors import ConfigError
-from sfrs.models import CRN, SALAD, ClassTokenHead, MixVPR, NetVLAD, build_head
+from sfrs.models import CRN, SALAD, ClassTokenHead, MixVPR, NetVLAD, build_head, build_network, load_network
 from sfrs.models.heads import log_sinkhorn, transport_marginals
 from sfrs.models.heads.crn import CONTEXT_FILTERS
 from tests.models.test_pooling_heads import train_soft_label_generation
@@ -391,7 +392,27 @@ def test_cls__without_a_class_token_is_a_config_error():
         head.regions(torch.randn(1, 4, 3, 3))
 
 
-# -- training ----------------------------------------------------------------------------
+# -- model files and training ----------------------------------------------------------
+
+@pytest.mark.parametrize("head_name, options", [
+    ("crn", "{clusters: 4}"),
+    ("mixvpr", "{grid: [3, 4], depth: 1, out_channels: 8, out_rows: 2}"),
+    ("salad", "{clusters: 4, cluster_dim: 4, token_dim: 8, hidden_dim: 16, dustbin_init: 0.3}"),
+])
+def test_model_file__round_trips_with_the_head(head_name, options, tmp_path):
+    config = build_config(Config, overrides=["model.input_size=[48,64]", f"model.head={head_name}",
+                                             f"model.head_options={options}"])
+    torch.manual_seed(0)
+    model = build_network(config.model).eval()
+    model.save(tmp_path / "model.pt")
+    loaded = load_network(tmp_path / "model.pt").eval()
+    images = torch.randn(2, 3, 48, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(images), model(images), rtol=0, atol=0)
+        torch.testing.assert_close(loaded.region_descriptors(images), model.region_descriptors(images), rtol=0, atol=0)
+    assert loaded.config.head_options == model.config.head_options
+
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("head_name, options", [
