@@ -177,7 +177,13 @@ class TimmFeatureNet(TimmBackbone):
         self._renames = dict(renames)
         names = list(net.keys())
         ends = [names.index(name) for name in level_modules]
-        self._groups = [names[a:b] for a, b in zip([0] + [e + 1 for e in ends], [e + 1 for e in ends])]
+        groups = [names[a:b] for a, b in zip([0] + [e + 1 for e in ends], [e + 1 for e in ends])]
+        for previous, group in zip(groups, groups[1:]):
+            # a block must not start with an in-place layer (a checkpointed block would
+            # modify the input it saved): such a layer closes the block before instead
+            while len(group) > 1 and getattr(net[group[0]], "inplace", False) is True:
+                previous.append(group.pop(0))
+        self._groups = [group for group in groups if group]
 
     def _rename_weight_key(self, key: str) -> str:
         head, _, rest = key.partition(".")
@@ -222,11 +228,13 @@ def build_timm_backbone(model_name: str, pretrained: str, options: Mapping[str, 
         levels = len(feature_info)
         stage = _int_option(name, options, "stage", 0, levels - 1, levels - 1)
         net = _create(model_name, pretrained, features_only=True, out_indices=(stage,))
-        if not isinstance(net, FeatureDictNet) or str(getattr(net, "output_fmt", "NCHW")).split(".")[-1] != "NCHW":
+        layout = str(getattr(net, "output_fmt", "NCHW")).split(".")[-1]
+        if not isinstance(net, FeatureDictNet) or layout != "NCHW":
+            how = f"{layout} maps" if isinstance(net, FeatureDictNet) else type(net).__name__
             raise ConfigError(
-                f"backbone {name}: timm builds its features as {type(net).__name__}, not as a chain of its "
-                "modules with (B, C, h, w) outputs; supported are VisionTransformer models and CNNs such as "
-                "resnet*, convnext*, regnet*"
+                f"backbone {name}: timm gives its features as {how}, not as a chain of its modules with "
+                "(B, C, h, w) outputs; supported are VisionTransformer models and CNNs such as resnet*, "
+                "convnext*, regnet*"
             )
         renames = {old: new for new, old, _ in _module_list(skeleton, flatten_sequential=True) if new in net}
         level_modules = [renames.get(info["module"], info["module"]) for info in feature_info[: stage + 1]]
