@@ -1,11 +1,17 @@
-"""Convolutional backbones: images (B, 3, H, W) -> local feature maps (B, C, h, w).
+"""Backbones: images (B, 3, H, W) -> local feature maps (B, C, h, w).
 
 Every backbone built by :func:`build_backbone` has the same contract:
 
 - ``forward(images)`` takes a float tensor of shape (B, 3, H, W), normalised with the
   backbone's own ``default_mean`` / ``default_std`` (RGB, values in [0, 1] before
   normalisation), and returns a tensor of shape (B, ``out_channels``, h, w);
-- ``name`` (the catalogue name), ``out_channels`` (C) and ``stride`` (H / h) attributes.
+- ``name`` (the catalogue name), ``out_channels`` (C) and ``stride`` (H / h) attributes;
+- ``class_token``: False here; a backbone with a global token (the timm vision
+  transformers) sets it True and also has ``forward_tokens(images)`` -> (map
+  (B, C, h, w), class token (B, C)).
+
+This module is the torchvision catalogue below; ``timm:<model name>`` builds a timm
+model instead (:mod:`sfrs.models.timm_backbone`, cut where ``options`` say).
 
 Catalogue (SFRS, Ge et al., ECCV 2020, uses ``vgg16``):
 
@@ -41,7 +47,8 @@ gradient, is the one of the whole batch at once up to floating-point rounding. W
 ``checkpoint_activations`` the trainable blocks keep only their input and are recomputed
 during the backward pass (``torch.utils.checkpoint``, batch-norm running statistics
 updated once). Without gradients (extraction, evaluation) the blocks simply run in turn
-on the whole batch.
+on the whole batch. ``trainable: last:N`` trains the last N blocks of that chain (timm
+ViTs: the last N transformer blocks and the final norm).
 """
 from __future__ import annotations
 
