@@ -55,7 +55,8 @@ def main(
         direct={"data.dataset": dataset, "data.images_root": images_root, "seed": seed, "train.init_from": init_from,
                 "train.precision": precision},
     )
-    check_precision(config.train.precision, "train.precision")
+    check_precision(config.train.precision, "train.precision" if precision is None else "--precision")
+    check_precision(config.eval.precision, "eval.precision")
     if not distributed.launched_by_torchrun():
         resolve_device(device)  # validates the name and CUDA availability
     torch_device = distributed.setup(device)

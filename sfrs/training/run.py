@@ -12,7 +12,7 @@ import torch
 from sfrs import distributed
 from sfrs.config import Config
 from sfrs.data import Split, open_dataset
-from sfrs.retrieval import evaluate, extract_descriptors_sharded
+from sfrs.retrieval import TestTime, evaluate, extract_descriptors_sharded
 from sfrs.training.mining import TrainingSet, build_training_set
 from sfrs.training.run_folder import RunPaths
 from sfrs.training.run_log import RunLog
@@ -107,12 +107,14 @@ class TrainingRun:
         )
 
     def evaluate(self, model, split: Split) -> Tuple[Dict[str, Any], Optional[np.ndarray]]:
-        """Recall@N (``eval.recall_at``) on ``split``: sharded extraction, one search on the
-        main process; the report reaches every process, the predictions only the main one."""
+        """Recall@N (``eval.recall_at``) on ``split``: sharded extraction (at ``eval.precision``),
+        one search on the main process; the report reaches every process, the predictions
+        only the main one."""
         evaluation = evaluate(
             model, split, device=self.device, batch_size=self.config.data.batch_size,
             num_workers=self.config.data.num_workers, ns=self.config.eval.recall_at,
             threshold=self.config.data.eval_positive_radius, index=self.config.eval.index, progress=self.progress,
+            test_time=TestTime(precision=self.config.eval.precision),
         )
         report = evaluation.report if evaluation is not None else None
         return distributed.broadcast_object(report), evaluation.predictions if evaluation is not None else None

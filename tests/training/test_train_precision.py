@@ -43,4 +43,25 @@ def test_sfrs_train__bad_precision_is_one_line_and_exit_2(tmp_path):
     result = CliRunner().invoke(main, ["--precision", "fp8", "--output", str(tmp_path / "run"), "--dry-run",
                                        "--no-progress"])
     assert result.exit_code == 2
-    assert result.output.strip() == "sfrs-train: error: train.precision must be one of fp32, bf16, fp16, got 'fp8'"
+    assert result.output.strip() == "sfrs-train: error: --precision must be one of fp32, bf16, fp16, got 'fp8'"
+    result = CliRunner().invoke(main, ["--set", "eval.precision=fp9", "--output", str(tmp_path / "run"), "--dry-run",
+                                       "--no-progress"])
+    assert result.exit_code == 2
+    assert result.output.strip() == "sfrs-train: error: eval.precision must be one of fp32, bf16, fp16, got 'fp9'"
+
+
+@pytest.mark.slow
+def test_tiny_run_in_bf16__finite_losses_and_recorded_precision(tmp_path):
+    from sfrs.config import load_config
+    from sfrs.training import train
+    from tests.tiny import TINY_TRAINING
+
+    config = load_config(overrides=TINY_TRAINING + ["train.precision=bf16", "eval.precision=bf16"],
+                         generations=1, epochs=1)
+    torch.manual_seed(0)
+    results = train(config, tmp_path / "run", progress=False, log=lambda line: None)
+    (epoch,) = results["epochs"]
+    assert epoch["steps"] > 0 and epoch["losses"]["total"] > 0
+    assert all(torch.isfinite(torch.tensor(value)) for value in epoch["losses"].values())
+    assert (results["config"]["train"]["precision"], results["config"]["eval"]["precision"]) == ("bf16", "bf16")
+    assert (tmp_path / "run" / "best.pt").exists()
