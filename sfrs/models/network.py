@@ -71,7 +71,10 @@ class GeoNet(nn.Module):
             self.head = build_head(config.head, dim=self.backbone.out_channels, **config.head_options)
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"model: {exc}") from None
-        self.backbone.check_input_size(config.input_size)
+        try:
+            self.backbone.check_input_size(config.input_size)
+        except ConfigError as exc:
+            raise ConfigError(f"model.input_size: {exc}") from None
         uses = getattr(self.head, "class_token", "none")
         if uses not in HEAD_CLASS_TOKEN_USES:
             raise ConfigError(f"head '{config.head}' declares class_token {uses!r}; expected one of "

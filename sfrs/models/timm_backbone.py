@@ -121,7 +121,7 @@ class TimmVisionTransformer(TimmBackbone):
             fit = "x".join(str(max(self.stride, round(s / self.stride) * self.stride)) for s in (height, width))
             raise ConfigError(
                 f"input size {height}x{width} is not a multiple of the patch size {self.stride} of "
-                f"backbone {self.name} (e.g. model.input_size [{fit.replace('x', ', ')}])"
+                f"backbone {self.name} (nearest multiples: {fit})"
             )
 
     def forward(self, images: Tensor) -> Tensor:
