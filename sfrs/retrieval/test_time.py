@@ -19,6 +19,9 @@ Query views (Berton et al., "Deep Visual Geo-localization Benchmark", CVPR 2022,
   votes lower distances before the merge (:func:`majority_votes`, the benchmark's
   ``top_n_voting`` applied with top1, top5 and top10, weight 0.01).
 
+Equal distances in a merge keep crop order, then rank (the benchmark sorts with an
+unstable ``np.argsort``, which leaves that order undefined).
+
 Image sizes: ``image_size`` (H, W) replaces the model's input size for database and
 queries; ``shorter_side`` N resizes them keeping the aspect ratio instead (crop methods
 then crop N x N squares). The protocol's query resize (Tokyo 24/7: 640) still sets the
