@@ -1,4 +1,4 @@
-"""Layers only call downwards: cli -> reports -> training / adaptation / retrieval -> models / data
+"""Layers only call downwards: cli -> sweep -> reports -> training / adaptation / retrieval -> models / data
 -> config (only cli and reports may import adaptation); analysis sits beside training, over
 retrieval and data, and only cli and reports may import it.
 
@@ -16,14 +16,16 @@ PACKAGE = Path(__file__).resolve().parents[1] / "sfrs"
 #: layer -> layers it must not import. ``cli`` may import anything.
 FORBIDDEN = {
     "cli": set(),
-    "reports": {"cli"},
-    "training": {"cli", "reports", "adaptation", "analysis"},
-    "adaptation": {"cli", "reports", "training", "analysis"},
+    # sweeps drive training runs and summarise them with the reports' statistics
+    "sweep": {"cli", "adaptation", "analysis"},
+    "reports": {"cli", "sweep"},
+    "training": {"cli", "sweep", "reports", "adaptation", "analysis"},
+    "adaptation": {"cli", "sweep", "reports", "training", "analysis"},
     # data set statistics and figures: data, and retrieval's thumbnails and map styles
-    "analysis": {"cli", "reports", "training", "adaptation"},
-    "retrieval": {"cli", "reports", "training", "adaptation", "analysis"},
-    "models": {"cli", "reports", "training", "retrieval", "adaptation", "analysis"},
-    "data": {"cli", "reports", "training", "retrieval", "adaptation", "analysis"},
+    "analysis": {"cli", "sweep", "reports", "training", "adaptation"},
+    "retrieval": {"cli", "sweep", "reports", "training", "adaptation", "analysis"},
+    "models": {"cli", "sweep", "reports", "training", "retrieval", "adaptation", "analysis"},
+    "data": {"cli", "sweep", "reports", "training", "retrieval", "adaptation", "analysis"},
 }
 #: the configuration sits below everything: it may import only these (and itself).
 CONFIG_MAY_IMPORT = {"config", "errors", "utils"}
