@@ -12,13 +12,17 @@ written as it is (``--grid 'model.input_size=[96,128],[128,160]'``) and a string
 comma is quoted (``--grid 'data.dataset="a,b",c'``). Rerun the same command after an
 interruption: finished runs are skipped and a killed one resumes.
 
-Do the soft region labels help? The same schedule with and without them, over seeds:
+Do the soft region labels help? The same schedule with and without them, over seeds
+(``docs/soft_label_ablation.md``):
 
-    sfrs-sweep --grid 'train.generations.*.soft_weight=0,0.5' --seeds 3 --generations 4 \\
+    sfrs-sweep --grid loss.terms.soft.weight=1,0 --seeds 3 --generations 4 \\
         --output runs/ablation --no-progress
 
-(``soft_weight=0`` is the hard-loss-only twin: same epochs, initialisation, seed and region
-negatives; the configured schedule's generation 0 has soft weight 0 either way.)
+The soft term's weight multiplies every generation's ``soft_weight``, so ``0`` is the
+hard-loss-only twin (same epochs, initialisation, seed and region negatives). A grid over
+``train.generations.*.soft_weight`` is refused before anything runs when it gives
+generation 0, which has no teacher, a soft weight; ``train.generations.1.soft_weight=0,0.5``
+varies one generation.
 """
 from __future__ import annotations
 
