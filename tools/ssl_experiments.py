@@ -22,7 +22,6 @@ Writes ``OUTPUT/summary.json`` and, with ``--write-docs``, its section of ``docs
 """
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Dict, List, Optional
 import click
 
 from sfrs.config import load_config, load_yaml
+from sfrs.sweep import finished  # noqa: F401  (the other experiment tools import it from here)
 from sfrs.training import train
 from sfrs.utils.io import atomic_write_json, write_marked_block
 
@@ -51,16 +51,6 @@ def schedule(epochs: int, queries: int, tuples: int, soft: bool) -> List[str]:
     return [f"train.generations.*.epochs={epochs}", f"train.queries_per_epoch={queries}",
             f"optim.tuples_per_step={tuples}", "train.tensorboard_examples=0",
             f"train.generations.1.soft_weight={0.5 if soft else 0}"]
-
-
-def finished(output: Path) -> Optional[Dict]:
-    """The results of the complete run (training or adaptation) in ``output``, else None."""
-    done = output / "results.json"
-    if done.exists():
-        results = json.loads(done.read_text())
-        if results.get("complete"):
-            return results
-    return None
 
 
 def run_row(root: Path, name: str, overrides: List[str], seeds: int, common: List[str]) -> List[Dict]:
