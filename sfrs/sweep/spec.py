@@ -8,6 +8,7 @@ run trained in this process and one trained by ``sfrs-train`` in a subprocess ar
 """
 from __future__ import annotations
 
+import importlib
 import json
 import shlex
 from dataclasses import asdict, dataclass, field
@@ -58,13 +59,32 @@ class TrainOptions:
 
     def build(self, extra_overrides: Sequence[str], seed: int) -> Config:
         """The validated configuration ``sfrs-train`` builds from these options plus
-        ``--set`` ``extra_overrides`` and ``--seed seed``."""
-        return load_config(
+        ``--set`` ``extra_overrides`` and ``--seed seed``, its plugins imported and its loss
+        terms checked (as ``sfrs-train`` checks them before opening data)."""
+        config = load_config(
             self.config_path, list(self.overrides) + list(extra_overrides), generations=self.generations,
             epochs=self.epochs,
             direct={"data.dataset": self.dataset, "data.images_root": self.images_root, "seed": seed,
                     "train.init_from": self.init_from, "train.precision": self.precision},
         )
+        check_loss_terms(config)
+        return config
+
+
+def check_loss_terms(config: Config) -> None:
+    """Import ``config.plugins`` and check ``loss.terms`` (names, weights, options).
+
+    Raises:
+        ConfigError: naming the plugin or the term key.
+    """
+    from sfrs.training.terms import term_specs
+
+    for module in config.plugins:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ConfigError(f"plugins: cannot import '{module}' ({exc})") from None
+    term_specs(config.loss)
 
 
 @dataclass(frozen=True)

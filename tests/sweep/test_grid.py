@@ -99,6 +99,9 @@ def test_plan__a_bad_value_names_its_grid_entry_and_a_bad_key_too():
     assert str(caught.value).startswith("--grid 'optim.lr=0.01,fast': value 'fast': ") and "optim.lr" in str(caught.value)
     with pytest.raises(ConfigError, match=r"--grid 'optim.speed=1': value '1': unknown config key 'optim.speed'"):
         SweepSpec(axes=tuple(parse_grid(["optim.speed=1"])), seeds=(0,)).plan()
+    # loss terms are free-form in the config and checked against their registry
+    with pytest.raises(ConfigError, match=r"^--grid 'loss.terms.soft.weight=1,off': value 'off': loss.terms.soft.weight"):
+        SweepSpec(axes=tuple(parse_grid(["loss.terms.soft.weight=1,off"])), seeds=(0,)).plan()
 
 
 def test_plan__a_combination_the_validation_refuses_is_caught_before_any_run():
