@@ -104,3 +104,23 @@ def test_real_sweep__two_values_two_seeds_summarised_with_the_runs_numbers(tiny_
     again = run(args)  # everything finished: nothing trained or evaluated again
     assert again.exit_code == 0 and "0 run(s) trained, 4 finished before, 0 failed" in again.output
     assert json.loads((out / "summary.json").read_text())["configurations"] == summary["configurations"]
+
+
+def test_failed_run__named_with_its_log_the_others_kept_exit_1(tmp_path, tiny_city_root, monkeypatch):
+    import sfrs.training
+    from sfrs.errors import DataError
+    from tests.sweep.planted import plant, planted_results
+
+    def train(config, output, **kwargs):
+        if config.seed == 1:
+            raise DataError("queries/0001.jpg: cannot decode")
+        plant(output, planted_results(config.optim.lr, config.seed))
+
+    monkeypatch.setattr(sfrs.training, "train", train)
+    result = run(["--grid", "optim.lr=0.01,0.02", "--seeds", "2", "--output", str(tmp_path)] + SETS)
+    assert result.exit_code == 1, result.output
+    assert "2 run(s) trained, 0 finished before, 2 failed" in result.output
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 2 and errors[0].startswith("sfrs-sweep: error: runs/optim.lr=0.01/seed1: queries/0001.jpg")
+    assert str(tmp_path / "runs" / "optim.lr=0.01" / "seed1" / "train.log") in errors[0]
+    assert [c["finished"] for c in json.loads((tmp_path / "summary.json").read_text())["configurations"]] == [1, 1]
