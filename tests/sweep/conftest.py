@@ -1,8 +1,7 @@
-"""Planted sweeps: run folders with results.json as sfrs-train writes them, no training."""
+"""The sweep the planted-run tests share (its run folders: tests/sweep/planted.py)."""
 import pytest
 
 from sfrs.sweep import SweepSpec, TrainOptions, parse_grid
-from tests.sweep.planted import plant, planted_results, recall  # noqa: F401  (shared with the tests)
 
 COMMON = TrainOptions(generations=2, overrides=("data.dataset=synthetic:tiny",))
 
