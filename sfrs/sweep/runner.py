@@ -173,9 +173,9 @@ def run_sweep(
 
     output = Path(output)
     runs = spec.plan()
-    claim_output(output, spec, command)
     for dataset, images_root in dict.fromkeys((r.config.data.dataset, r.config.data.images_root) for r in runs):
         open_dataset(dataset, "train", images_root)  # made or checked once, before runs need it
+    claim_output(output, spec, command)
     sweep = _Sweep(spec, output, command, runs, log, device, trust_checkpoint)
     pending = []
     for run in runs:

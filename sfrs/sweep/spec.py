@@ -164,7 +164,8 @@ class SweepSpec:
 
 def claim_output(output: Path, spec: SweepSpec, command: str) -> None:
     """Tie ``output`` to ``spec``: write ``sweep.json``, or check that the one there is
-    this sweep's (the command line may differ in options that do not change a run).
+    this sweep's (the command line may differ in options that do not change a run). A
+    record whose sweep has not started a run yet is replaced.
 
     Raises:
         ConfigError: the folder holds another sweep, naming what differs.
@@ -183,11 +184,13 @@ def claim_output(output: Path, spec: SweepSpec, command: str) -> None:
                 differing += [(f"{key}.{k}", before.get(k), value.get(k)) for k in value if before.get(k) != value.get(k)]
             elif before != value:
                 differing.append((key, before, value))
-        if differing:
+        started = (output / RUNS_FOLDER).is_dir() and any((output / RUNS_FOLDER).iterdir())
+        if differing and started:
             detail = "; ".join(f"{key}: was {json.dumps(before)}, now {json.dumps(now)}" for key, before, now in differing)
             raise ConfigError(f"{path}: {output} holds a sweep with other arguments ({detail}); "
                               "rerun it with its own arguments or give another --output")
-        record = {**previous, "command": command}
+        record = {**previous, "command": command} if not differing else \
+            {"format": SWEEP_RECORD_FORMAT, "version": 1, **record, "command": command}
     else:
         record = {"format": SWEEP_RECORD_FORMAT, "version": 1, **record, "command": command}
     output.mkdir(parents=True, exist_ok=True)

@@ -55,6 +55,7 @@ def test_rerun_with_other_arguments__refused_naming_what_differs(tmp_path, tiny_
     first = SweepSpec(axes=tuple(parse_grid(["optim.lr=0.001,0.01"])), seeds=(0, 1),
                       options=TrainOptions(overrides=tuple(TINY_TRAINING) + ("train.tensorboard_examples=0",)))
     claim_output(tmp_path, first, first.command_line(tmp_path))
+    (tmp_path / "runs" / "optim.lr=0.001" / "seed0").mkdir(parents=True)
     line = one_error_line(run(["--grid", "optim.lr=0.001,0.01", "--seeds", "3", "--output", str(tmp_path)] + SETS))
     assert "sweep.json" in line and "seeds: was [0, 1], now [0, 1, 2]" in line
 

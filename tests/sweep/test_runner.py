@@ -58,10 +58,12 @@ def test_run_sweep__finished_runs_skipped_the_others_trained_failures_reported(t
     assert [c[:2] for c in fake_train] == [(0.02, 1)] and len(again.skipped) == 5
 
 
-def test_run_sweep__another_sweeps_folder_is_refused_before_anything_runs(tmp_path, lr_spec, fake_train):
+def test_run_sweep__another_sweeps_folder_is_refused_before_anything_runs(tiny_city_root, tmp_path, lr_spec,
+                                                                         fake_train):
     claim_output(tmp_path, lr_spec, "sfrs-sweep first")
     record = json.loads((tmp_path / "sweep.json").read_text())
     assert record["format"] == "sfrs-sweep" and record["seeds"] == [0, 1, 2] and record["command"] == "sfrs-sweep first"
+    (tmp_path / "runs" / "optim.lr=0.01" / "seed0").mkdir(parents=True)  # a run has started
     for other, fragment in (
         (SweepSpec(axes=lr_spec.axes, seeds=(0, 1), options=lr_spec.options), "seeds: was [0, 1, 2], now [0, 1]"),
         (SweepSpec(axes=tuple(parse_grid(["optim.lr=0.01,0.03"])), seeds=lr_spec.seeds, options=lr_spec.options),
@@ -71,7 +73,15 @@ def test_run_sweep__another_sweeps_folder_is_refused_before_anything_runs(tmp_pa
         with pytest.raises(ConfigError) as caught:
             run_sweep(other, tmp_path, command="x", progress=False, log=lambda line: None)
         assert fragment in str(caught.value) and "another --output" in str(caught.value)
-    assert fake_train == [] and not (tmp_path / "runs").exists()
+    assert fake_train == [] and [p.name for p in (tmp_path / "runs").iterdir()] == ["optim.lr=0.01"]
+
+
+def test_claim_output__a_sweep_that_started_no_run_is_replaced(tmp_path, lr_spec):
+    claim_output(tmp_path, lr_spec, "sfrs-sweep --dataset typo")
+    other = SweepSpec(axes=lr_spec.axes, seeds=(0,), options=lr_spec.options)
+    claim_output(tmp_path, other, "sfrs-sweep fixed")
+    record = json.loads((tmp_path / "sweep.json").read_text())
+    assert record["seeds"] == [0] and record["command"] == "sfrs-sweep fixed"
 
 
 def test_run_sweep__a_finished_run_with_another_configuration_is_refused(tiny_city_root, tmp_path, lr_spec,
