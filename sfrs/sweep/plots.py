@@ -35,7 +35,7 @@ def figure_name(key: str) -> str:
 
 def _save(fig: Any, path: Path) -> None:
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
+        fig.savefig(tmp, dpi=100, format="png", bbox_inches="tight")
 
 
 def _std(stat: Dict[str, Any]) -> float:
@@ -48,7 +48,7 @@ def plot_generations(summary: Dict[str, Any], path: Path) -> bool:
     if not configurations:
         return False
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
     for ax, split in zip(axes, SPLITS):
         for index, c in enumerate(configurations):
             points = [(g["generation"], g[split]["1"]) for g in c["generations"] if g[split]["1"]["mean"] is not None]
@@ -67,7 +67,7 @@ def plot_generations(summary: Dict[str, Any], path: Path) -> bool:
         ax.set_xticks(range(max(len(c["generations"]) for c in configurations)))
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("Recall@1 (%)")
-    axes[1].legend(fontsize=7, loc="best")
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # outside: never over a curve
     fig.suptitle("Recall@1 per generation (mean ± std over seeds)")
     fig.tight_layout()
     _save(fig, path)
@@ -95,7 +95,7 @@ def plot_key(summary: Dict[str, Any], key: str, path: Path) -> bool:
         label = ",".join(f"{k}={format_value(c['values'].get(k))}" for k in others) or "R@1"
         series.setdefault(label, []).append(c)
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
     for ax, split in zip(axes, SPLITS):
         for index, (label, members) in enumerate(series.items()):
             members = sorted(members, key=lambda c: values.index(c["values"].get(key)))
@@ -117,7 +117,7 @@ def plot_key(summary: Dict[str, Any], key: str, path: Path) -> bool:
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("Recall@1 (%)")
     if len(series) > 1:
-        axes[1].legend(fontsize=7, loc="best")
+        axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.suptitle(f"Final-generation Recall@1 against {key} (mean ± std over seeds)")
     fig.tight_layout()
     _save(fig, path)
