@@ -53,7 +53,8 @@ UNLABELLED_TOP_K = 5
               help="Write descriptors, UTMs (labelled splits) and paths to HDF5.")
 @click.option("--predictions", "predictions_path", type=click.Path(dir_okay=False),
               help="Write the top-k of every query as CSV: query, rank, database_image, distance (squared L2), "
-                   "and on a labelled split metres and correct (the ranking Recall@N was computed from). "
+                   "and on a labelled split metres and correct (the ranking Recall@N was computed from; after "
+                   "--rerank or maj_voting the order is the method's, the distances stay descriptor distances). "
                    "Unlabelled mode: default OUTPUT/predictions.csv.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config (model used when no checkpoint).")
 @click.option("--set", "overrides", multiple=True, help="Override a config key: --set model.head=gem (repeatable).")
