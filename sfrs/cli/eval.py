@@ -75,6 +75,10 @@ UNLABELLED_TOP_K = 5
 @click.option("--top-k", type=int,
               help=f"Predictions per query: unlabelled mode (default {UNLABELLED_TOP_K}), or --predictions on a "
                    "labelled split (default the largest N of Recall@N).")
+@click.option("--sweep", "sweep_text",
+              help="Evaluation-only sweep of one setting without retraining, one table and plot in --output "
+                   "(default ./sfrs_eval_sweep): threshold=5,10,25,50 (positive radius, metres), "
+                   "image_size=96x128,192x256 (or shorter sides), pca_dim=64,128,256 (fitted on the training split).")
 @click.option("--output", type=click.Path(file_okay=False),
               help="Folder this command writes to: report.json (unless --json) and the --visualize grids; "
                    "unlabelled mode: predictions.csv / predictions.png (default ./sfrs_predictions).")
@@ -93,7 +97,7 @@ def main(
     pretrained: Optional[str], seed: int,
     batch_size: Optional[int], num_workers: Optional[int], device: str, no_progress: bool,
     visualize: int, queries_dir: Optional[str], database_dir: Optional[str], top_k: Optional[int],
-    output: Optional[str], debug: bool,
+    sweep_text: Optional[str], output: Optional[str], debug: bool,
     trust_checkpoint: bool,
 ) -> None:
     """Evaluate Recall@N on a split: extract descriptors, search the database with faiss
@@ -169,6 +173,20 @@ def main(
     if not distributed.launched_by_torchrun():
         resolve_device(device)  # validates the name and CUDA availability
     ns = _checked_recall_at(config.eval.recall_at)
+    if sweep_text is not None:
+        _check_sweep_options(sweep_text, {
+            "--pca": pca_dim, "--json": json_path, "--predictions": predictions_path,
+            "--save-descriptors": save_descriptors, "--visualize": visualize or None,
+            "--test-method": None if test_method == "single" else test_method, "--rerank": rerank or None,
+            "--image-size": image_size, "--resize": resize,
+        })
+        torch_device = distributed.setup(device)
+        try:
+            _evaluate_sweep(config, split, ns, sweep_text, checkpoint, output or "sfrs_eval_sweep", torch_device,
+                            not no_progress and distributed.is_main(), trust_checkpoint)
+        finally:
+            distributed.teardown()
+        return
     if output is not None and json_path is None:
         json_path = str(Path(output) / "report.json")
     outputs = {"save_descriptors": save_descriptors, "json_path": json_path, "visualize": visualize,
@@ -241,6 +259,43 @@ def _evaluate_labelled(config: Config, split: str, ns, protocol: dict, checkpoin
         written = save_retrieval_examples(prefix, eval_split, evaluation.predictions, evaluation.positives, visualize,
                                           distances=evaluation.distances)
         click.echo(f"retrieval examples written to {written[0]} and {written[1]}, map to {written[2]}")
+
+
+def _check_sweep_options(sweep_text: str, given: dict) -> None:
+    """--sweep evaluates single views of the model as it is; options that change what one
+    evaluation does or writes would be silently dropped, so they are refused."""
+    from sfrs.retrieval import parse_sweep
+
+    key, _ = parse_sweep(sweep_text)
+    conflicting = [flag for flag, value in given.items() if value is not None
+                   and not (key != "image_size" and flag in ("--image-size", "--resize"))]
+    if conflicting:
+        raise ConfigError(f"--sweep {key} cannot be combined with {', '.join(conflicting)}")
+
+
+def _evaluate_sweep(config: Config, split: str, ns, sweep_text: str, checkpoint, output: str, torch_device,
+                    progress: bool, trust_checkpoint: bool) -> None:
+    """One model, one split, several values of one evaluation setting (sfrs.retrieval.eval_sweep)."""
+    from sfrs.data import open_dataset
+    from sfrs.retrieval import parse_sweep, render_sweep_markdown, run_eval_sweep
+
+    key, values = parse_sweep(sweep_text)
+    data = config.data
+    eval_split = open_dataset(data.dataset, split, data.images_root)
+    click.echo(eval_split.summary())
+    model = _load_or_build_model(
+        config, checkpoint, torch_device,
+        init_source=lambda: _describe_split(_train_split_or(data, eval_split)), trust=trust_checkpoint,
+    )
+    result = run_eval_sweep(
+        model, eval_split, key, values, device=torch_device, batch_size=data.batch_size,
+        num_workers=data.num_workers, progress=progress, output_dir=output, ns=ns, index=config.eval.index,
+        train_split=lambda: open_dataset(data.dataset, "train", data.images_root),
+        pca_samples=config.eval.pca_samples, seed=config.seed,
+    )
+    if distributed.is_main():
+        click.echo(render_sweep_markdown(result))
+        click.echo(f"sweep written to {Path(output) / f'sweep_{key}.md'} (.json, .png)")
 
 
 def _threshold_override(data: DataConfig) -> Optional[float]:

@@ -5,7 +5,13 @@ crops, test image size, k-reciprocal re-ranking, reduced precision).
 
 Import retrieval names from here (``from sfrs.retrieval import evaluate, search``).
 """
-from sfrs.retrieval.eval_sweep import SWEEP_KEYS, leading_components, parse_sweep, run_eval_sweep
+from sfrs.retrieval.eval_sweep import (
+    SWEEP_KEYS,
+    leading_components,
+    parse_sweep,
+    render_sweep_markdown,
+    run_eval_sweep,
+)
 from sfrs.retrieval.evaluate import Evaluation, evaluate, evaluate_split
 from sfrs.retrieval.export import write_descriptor_file, write_descriptors
 from sfrs.retrieval.extract import extract_descriptors, extract_descriptors_sharded
@@ -89,6 +95,7 @@ __all__ = [
     # evaluation-only sweeps (threshold, image size, PCA dimension)
     "run_eval_sweep",
     "parse_sweep",
+    "render_sweep_markdown",
     "leading_components",
     "SWEEP_KEYS",
     # descriptors and search
