@@ -34,11 +34,33 @@ def load_image(path: PathLike) -> Image.Image:
     raise DataError(f"{path}: cannot read image ({reason})")
 
 
+class CropToMultiple:
+    """Centre-crop a PIL image so that both sides are multiples of ``multiple`` pixels
+    (a ViT sees whole patches only; at most ``multiple - 1`` pixels go per side)."""
+
+    def __init__(self, multiple: int) -> None:
+        self.multiple = int(multiple)
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        width, height = image.size
+        new_w, new_h = width - width % self.multiple, height - height % self.multiple
+        if new_w <= 0 or new_h <= 0:
+            raise DataError(f"image of {width}x{height} pixels is smaller than one {self.multiple}-pixel patch")
+        if (new_w, new_h) == (width, height):
+            return image
+        left, top = (width - new_w) // 2, (height - new_h) // 2
+        return image.crop((left, top, left + new_w, top + new_h))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(multiple={self.multiple})"
+
+
 def build_transform(
     input_size: Optional[Tuple[int, int]],
     mean: Sequence[float],
     std: Sequence[float],
     shorter_side: Optional[int] = None,
+    multiple: int = 1,
 ) -> Callable[[Image.Image], torch.Tensor]:
     """PIL RGB image -> float tensor (3, H, W) normalised with ``mean`` / ``std``.
 
@@ -48,6 +70,8 @@ def build_transform(
         shorter_side: instead of ``input_size``, keep the aspect ratio and resize the
             shorter side to this many pixels (Tokyo 24/7 queries: 640; images of a batch
             may then differ in size).
+        multiple: after resizing, centre-crop both sides down to a multiple of this many
+            pixels (:class:`CropToMultiple`; a ViT's patch size; 1 = no crop).
     Returns:
         A torchvision ``Compose`` (its repr describes the transform, e.g. for cache keys).
     """
@@ -64,6 +88,8 @@ def build_transform(
         if height <= 0 or width <= 0:
             raise ValueError(f"input_size must be positive (H, W), got {tuple(input_size)}")
         steps.append(T.Resize((height, width), interpolation=T.InterpolationMode.BILINEAR, antialias=True))
+    if multiple > 1:
+        steps.append(CropToMultiple(multiple))
     steps += [T.ToTensor(), T.Normalize(mean=[float(m) for m in mean], std=[float(s) for s in std])]
     return T.Compose(steps)
 

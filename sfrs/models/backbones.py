@@ -96,6 +96,9 @@ class Backbone(nn.Module):
     default_mean: Tuple[float, float, float] = IMAGENET_MEAN
     default_std: Tuple[float, float, float] = IMAGENET_STD
     class_token: bool = False
+    #: input sides must be multiples of this (a ViT's patch size): images resized by a
+    #: shorter side are centre-cropped to it.
+    input_multiple: int = 1
     # Parameter-name prefixes trained by trainable="default" ("" = everything) ...
     default_trainable_prefixes: Tuple[str, ...] = ("",)
     # ... unless trainable="default" means "last:N" for this N.

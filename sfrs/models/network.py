@@ -141,7 +141,13 @@ class GeoNet(nn.Module):
         the aspect ratio (queries of some benchmarks)."""
         from sfrs.data import build_transform
 
-        return build_transform(self.input_size, self.mean, self.std, shorter_side=shorter_side)
+        return build_transform(self.input_size, self.mean, self.std, shorter_side=shorter_side,
+                               multiple=self.input_multiple if shorter_side is not None else 1)
+
+    @property
+    def input_multiple(self) -> int:
+        """Input sides must be multiples of this many pixels (a ViT's patch size, else 1)."""
+        return int(getattr(self.backbone, "input_multiple", 1))
 
     def set_training_memory(self, frozen_chunk: int, checkpoint_activations: bool) -> None:
         """How training runs the backbone (``model.frozen_chunk``,

@@ -99,7 +99,7 @@ class TimmVisionTransformer(TimmBackbone):
         patch = tuple(vit.patch_embed.patch_size)
         if patch[0] != patch[1]:
             raise ConfigError(f"backbone {self.name}: non-square patches {patch[0]}x{patch[1]} are not supported")
-        self.stride = int(patch[0])
+        self.stride = self.input_multiple = int(patch[0])
         self.out_channels = int(vit.embed_dim)
         self.class_token = bool(vit.has_class_token)
         self.prefix_tokens = int(vit.num_prefix_tokens)

@@ -156,7 +156,7 @@ class TestTime:
         if self.image_size is None and self.shorter_side is None:
             return model.transform()
         return build_transform(self.image_size or model.input_size, model.mean, model.std,
-                               shorter_side=self.shorter_side)
+                               shorter_side=self.shorter_side, multiple=_multiple(model, self.shorter_side))
 
     def query_transform(self, model: Any, query_resize: Optional[int]) -> Any:
         """PIL image -> (3, H, W), or (5, 3, s, s) for the five-crop methods.
@@ -168,7 +168,8 @@ class TestTime:
         if self.method == "single":
             if query_resize is None:
                 return self.database_transform(model)
-            return build_transform(model.input_size, model.mean, model.std, shorter_side=query_resize)
+            return build_transform(model.input_size, model.mean, model.std, shorter_side=query_resize,
+                                   multiple=_multiple(model, query_resize))
         height, width = self.crop_size(model)
         if self.method == "central_crop":
             return CentralCrop((height, width), model.mean, model.std)
@@ -502,3 +503,9 @@ def with_test_time(protocol: Any, test_time: TestTime) -> Any:
     note = (f"query resize {protocol.query_resize} of the {protocol.source('query_resize')} replaced by "
             f"test method {test_time.method}")
     return dataclasses.replace(protocol, query_resize=None, sources=tuple(sources), notes=protocol.notes + (note,))
+
+
+def _multiple(model: Any, shorter_side: Optional[int]) -> int:
+    """Images resized by a shorter side are cropped to the model's input multiple (a ViT's
+    patch size); fixed sizes were checked when the model was built."""
+    return int(getattr(model, "input_multiple", 1)) if shorter_side is not None else 1

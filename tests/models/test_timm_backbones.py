@@ -10,6 +10,7 @@ import time
 import pytest
 import safetensors.torch
 import timm
+import numpy as np
 import torch
 from click.testing import CliRunner
 from torch import nn
@@ -453,3 +454,22 @@ def test_sfrs_train__a_timm_vit_trains_a_generation_with_finite_loss(tiny_city_r
     shipped = load_network(output / "best.pt").config
     assert shipped.backbone == f"timm:{VIT}" and shipped.backbone_options == {"blocks": 2}
     assert shipped.trainable == "last:1"
+
+
+def test_geonet__shorter_side_resize_is_cropped_to_whole_patches():
+    from PIL import Image
+
+    from sfrs.data.images import CropToMultiple
+
+    model = GeoNet(vit_config())
+    assert model.input_multiple == 16 and GeoNet(ModelConfig(backbone="small")).input_multiple == 1
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8))
+    tensor = model.transform(shorter_side=50)(image)  # resized to 50x66, then 48x64
+    assert tuple(tensor.shape) == (3, 48, 64)
+    with torch.no_grad():
+        assert model(tensor[None]).shape == (1, model.out_dim)
+    # the crop is centred: the same pixels as cutting the resized image by hand
+    resized = image.resize((66, 50), Image.BILINEAR)
+    cropped = np.asarray(CropToMultiple(16)(resized))
+    np.testing.assert_array_equal(cropped, np.asarray(resized)[1:49, 1:65])
+    assert "CropToMultiple" not in repr(GeoNet(ModelConfig(backbone="small")).transform(shorter_side=50))
