@@ -351,7 +351,7 @@ def test_salad__fewer_locations_than_clusters_stays_finite_and_differentiable():
 
 def test_salad__options_and_class_token_shape_are_checked():
     head = build_head("salad", dim=8, clusters=2, cluster_dim=3, token_dim=4, sinkhorn_iterations=5, dustbin_init=2)
-    assert head.class_token == "optional" and head.sinkhorn_iterations == 5 and float(head.dustbin) == 2.0
+    assert head.class_token == "optional" and head.sinkhorn_iterations == 5 and float(head.dustbin.detach()) == 2.0
     assert build_head("salad", dim=8).out_dim == 256 + 64 * 128  # the paper's 8448-d descriptor
     with pytest.raises(ValueError, match=r"class token of shape \(2, 8\), got \(2, 5\)"):
         head(torch.randn(2, 8, 4, 4), class_token=torch.randn(2, 5))
