@@ -172,3 +172,16 @@ def test_label_statistics__per_epoch_means_of_the_logged_steps_and_per_generatio
     assert stats["soft/teacher_spread"] > 0
     table = (output / "results.md").read_text()
     assert "## Soft region labels" in table and "| 1 | 0.07 |" in table
+
+
+def test_hard_only_twin__soft_term_weight_zero_trains_what_zero_soft_weights_train(tmp_path):
+    # sfrs-sweep's ablation grid (loss.terms.soft.weight=1,0) and the per-generation form
+    # (train.generations.*.soft_weight=0) must be one and the same hard-only run
+    by_term = run(tiny_config("loss.terms.soft.weight=0"), tmp_path / "term")
+    by_generation = run(tiny_config("train.generations.*.soft_weight=0"), tmp_path / "generation")
+    assert [g["terms"] for g in by_term["generations"]] == [{"hard": 1.0}, {"hard": 1.0}]
+    assert [g["terms"] for g in by_generation["generations"]] == [{"hard": 1.0}, {"hard": 1.0}]
+    for left, right in zip(by_term["generations"], by_generation["generations"]):
+        assert left["val"] == right["val"] and left["test"] == right["test"]
+    a, b = weights(tmp_path / "term" / "final.pt"), weights(tmp_path / "generation" / "final.pt")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
