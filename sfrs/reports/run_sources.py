@@ -165,11 +165,27 @@ def read_source(path: Union[str, Path]) -> Source:
                     f"nor a sweep folder ({SWEEP_SUMMARY_FILE})")
 
 
+def _is_source(path: Path) -> bool:
+    return path.is_dir() and any((path / name).is_file() for name in (SWEEP_SUMMARY_FILE, RESULTS_FILE, CONFIG_FILE))
+
+
+def expand_parents(path: Union[str, Path]) -> List[Path]:
+    """``path`` itself, or, for a folder that is no run or sweep folder but holds some
+    (``runs/sare/`` with ``seed0/``, ``seed1/``...), those sub-folders in name order."""
+    path = Path(path)
+    if path.is_dir() and not _is_source(path):
+        children = sorted(child for child in path.iterdir() if _is_source(child))
+        if children:
+            return children
+    return [path]
+
+
 def read_sources(paths: Sequence[Union[str, Path]]) -> List[Source]:
-    """:func:`read_source` of each path, in order; every path is checked before any figure is drawn."""
+    """:func:`read_source` of each path, in order, a folder of run folders standing for
+    them (:func:`expand_parents`); every path is checked before any figure is drawn."""
     if not paths:
         raise DataError("no run or sweep folder given")
-    return [read_source(p) for p in paths]
+    return [read_source(child) for p in paths for child in expand_parents(p)]
 
 
 def flatten_config(config: Any, prefix: str = "") -> Dict[str, Any]:

@@ -9,6 +9,7 @@ import yaml
 
 from sfrs.errors import DataError
 from sfrs.reports import ReportOptions, build_entries, config_differences, flatten_config, read_source, write_run_report
+from sfrs.reports.run_sources import read_sources
 
 PNG_MAGIC = b"\x89PNG"
 
@@ -217,3 +218,11 @@ def test_galleries__a_run_without_best_pt_is_noted_in_the_report_not_raised(tmp_
     report = write_run_report([run], tmp_path / "out", ReportOptions(galleries=2), log=lambda line: None)
     assert "best.pt: not found" in report["galleries"]["run"]["error"]
     assert "- **run**: not drawn: " in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_read_sources__a_folder_of_run_folders_stands_for_them(runs, tmp_path):
+    root = tmp_path / "runs"
+    expanded = read_sources([root / "a", root / "b" / "seed0"])
+    assert [source.path.name for source in expanded] == ["seed0", "seed1", "seed2", "seed0"]
+    with pytest.raises(DataError, match="neither a training run folder"):
+        read_sources([tmp_path])  # holds run folders two levels down only
