@@ -97,6 +97,21 @@ def _mark_generations(ax: Any, starts: Sequence[int]) -> None:
         ax.axvline(x - 0.5, color="grey", linestyle=":", linewidth=0.8)
 
 
+def _epoch_panel(ax: Any, runs, record: str, key: str, title: str) -> None:
+    """One panel: ``epoch[record][key]`` after every epoch, a line per run, generation
+    boundaries marked (a missing value is a gap)."""
+    starts: List[int] = []
+    for index, label, run in runs:
+        epochs = run.results["epochs"]
+        xs, starts = _epoch_axis(epochs)
+        ax.plot(xs, [(e.get(record) or {}).get(key, float("nan")) for e in epochs], marker=".",
+                color=_colour(index), alpha=0.8, label=label)
+    _mark_generations(ax, starts)
+    ax.set_title(title)
+    ax.set_xlabel("epoch")
+    ax.grid(alpha=0.3)
+
+
 def epochs_figure(entries: Sequence[ReportEntry]) -> Optional[Any]:
     """Validation Recall@1/5/10 after every epoch, one line per run; None without epochs."""
     runs = _runs(entries)
@@ -104,18 +119,8 @@ def epochs_figure(entries: Sequence[ReportEntry]) -> Optional[Any]:
         return None
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(REPORT_NS), figsize=(4.2 * len(REPORT_NS), 3.4), squeeze=False)
-    starts: List[int] = []
     for col, n in enumerate(REPORT_NS):
-        ax = axes[0][col]
-        for index, label, run in runs:
-            epochs = run.results["epochs"]
-            xs, starts = _epoch_axis(epochs)
-            ax.plot(xs, [(e.get("val") or {}).get(n, float("nan")) for e in epochs], marker=".",
-                    color=_colour(index), alpha=0.8, label=label)
-        _mark_generations(ax, starts)
-        ax.set_title(f"val R@{n} per epoch")
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
+        _epoch_panel(axes[0][col], runs, "val", n, f"val R@{n} per epoch")
     axes[0][0].set_ylabel("Recall@N (%)")
     _legend(fig, axes[0][-1])
     fig.tight_layout()
@@ -139,16 +144,7 @@ def losses_figure(entries: Sequence[ReportEntry]) -> Optional[Any]:
     rows = -(-len(terms) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.2 * rows), squeeze=False)
     for i, term in enumerate(terms):
-        ax = axes[i // columns][i % columns]
-        for index, label, run in runs:
-            epochs = run.results["epochs"]
-            xs, starts = _epoch_axis(epochs)
-            ax.plot(xs, [(e.get("losses") or {}).get(term, float("nan")) for e in epochs], marker=".",
-                    color=_colour(index), alpha=0.8, label=label)
-        _mark_generations(ax, starts)
-        ax.set_title(f"loss: {term}")
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
+        _epoch_panel(axes[i // columns][i % columns], runs, "losses", term, f"loss: {term}")
     for j in range(len(terms), rows * columns):
         axes[j // columns][j % columns].set_visible(False)
     _legend(fig, axes[0][min(columns, len(terms)) - 1])
