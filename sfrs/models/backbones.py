@@ -44,23 +44,20 @@ dropout) run under ``torch.no_grad()`` in chunks of ``frozen_chunk`` images: not
 them is needed for the backward pass, and their activations are the largest of the
 network (VGG16 conv1 at 480x640: 75 MB per image). The output, and so every loss and
 gradient, is the one of the whole batch at once up to floating-point rounding. With
-``checkpoint_activations`` the trainable blocks keep only their input and are recomputed
-during the backward pass (``torch.utils.checkpoint``, batch-norm running statistics
-updated once). Without gradients (extraction, evaluation) the blocks simply run in turn
-on the whole batch. ``trainable: last:N`` trains the last N blocks of that chain (timm
-ViTs: the last N transformer blocks and the final norm).
+``checkpoint_activations`` the trainable blocks are recomputed in the backward pass
+(:mod:`sfrs.models.backbone_chain`). Without gradients the blocks run in turn on the
+whole batch. ``trainable: last:N`` trains the last N blocks of the chain.
 """
 from __future__ import annotations
 
-import contextlib
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 import torchvision
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
 from sfrs.errors import CheckpointError, ConfigError
+from sfrs.models.backbone_chain import checkpointed, frozen_prefix, run_chain, run_chain_measuring
 from sfrs.models.weights import fetch_imagenet_state_dict, load_backbone_state_dict, read_state_dict
 
 IMAGENET_MEAN: Tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -143,11 +140,11 @@ class Backbone(nn.Module):
         checkpointed when asked (see the module docstring)."""
         stages = self.stages()
         if not torch.is_grad_enabled() or images.requires_grad:
-            return _chain(stages, images)
-        split = _frozen_prefix(stages)
+            return run_chain(stages, images)
+        split = frozen_prefix(stages)
         x = self._frozen_forward(stages[:split], images) if split else images
         for stage in stages[split:]:
-            x = _checkpointed(stage, x) if self.checkpoint_activations else stage(x)
+            x = checkpointed(stage, x) if self.checkpoint_activations else stage(x)
         return x
 
     def _frozen_forward(self, stages: Sequence[nn.Module], images: Tensor) -> Tensor:
@@ -156,7 +153,7 @@ class Backbone(nn.Module):
         with torch.no_grad():
             chunk, out, done = self.frozen_chunk, None, 0
             if chunk <= 0:
-                first, largest = _chain_measuring(stages, images[:1])
+                first, largest = run_chain_measuring(stages, images[:1])
                 if count == 1:
                     return first
                 chunk = max(1, FROZEN_CHUNK_BYTES // max(largest, 1))
@@ -165,7 +162,7 @@ class Backbone(nn.Module):
                 out[:1] = first
                 done = 1
             while done < count:
-                part = _chain(stages, images[done : done + chunk])
+                part = run_chain(stages, images[done : done + chunk])
                 if out is None:
                     if part.shape[0] == count:
                         return part
@@ -356,82 +353,6 @@ def _split_after(layers: nn.Sequential, kind: type) -> List[nn.Module]:
     if bounds[-1] != len(layers):
         bounds.append(len(layers))
     return [layers[a:b] for a, b in zip(bounds, bounds[1:])]
-
-
-def _chain(stages: Sequence[nn.Module], x: Tensor) -> Tensor:
-    for stage in stages:
-        x = stage(x)
-    return x
-
-
-def _chain_measuring(stages: Sequence[nn.Module], x: Tensor) -> Tuple[Tensor, int]:
-    """``_chain`` and the size in bytes of the largest output of any of its layers."""
-    largest = [x.numel() * x.element_size()]
-
-    def record(_module, _inputs, output) -> None:
-        if isinstance(output, Tensor):
-            largest[0] = max(largest[0], output.numel() * output.element_size())
-
-    leaves = [m for stage in stages for m in stage.modules() if next(m.children(), None) is None]
-    handles = [m.register_forward_hook(record) for m in leaves]
-    try:
-        out = _chain(stages, x)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return out, largest[0]
-
-
-def _is_frozen(stage: nn.Module) -> bool:
-    """Nothing to train, and each image's output depends on that image alone."""
-    for module in stage.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm) and (module.training or not module.track_running_stats):
-            return False  # batch statistics: a chunk's would differ from the batch's
-        if isinstance(module, nn.modules.dropout._DropoutNd) and module.training and module.p > 0:
-            return False  # masks drawn per chunk would not be the batch's
-        if module.training and float(getattr(module, "drop_prob", 0.0) or 0.0) > 0:
-            return False  # stochastic depth (timm's DropPath): the same
-    return not any(p.requires_grad for p in stage.parameters())
-
-
-def _frozen_prefix(stages: Sequence[nn.Module]) -> int:
-    """Number of leading frozen stages."""
-    count = 0
-    while count < len(stages) and _is_frozen(stages[count]):
-        count += 1
-    return count
-
-
-@contextlib.contextmanager
-def _running_stats_kept(stage: nn.Module) -> Iterator[None]:
-    """Restore the batch-norm running statistics ``stage`` updates inside the block."""
-    saved = [(m, m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone())
-             for m in stage.modules()
-             if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats]
-    try:
-        yield
-    finally:
-        for module, mean, var, tracked in saved:
-            module.running_mean.copy_(mean)
-            module.running_var.copy_(var)
-            module.num_batches_tracked.copy_(tracked)
-
-
-def _checkpointed(stage: nn.Module, x: Tensor) -> Tensor:
-    """``stage(x)`` keeping only ``x`` for the backward pass, which recomputes the rest."""
-    calls = 0
-
-    def run(inputs: Tensor) -> Tensor:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
-            return stage(inputs)
-        # the recomputation in the backward pass: batch norm normalises with the same batch
-        # statistics, but must not move its running statistics a second time
-        with _running_stats_kept(stage):
-            return stage(inputs)
-
-    return checkpoint(run, x, use_reentrant=False)
 
 
 # name -> (constructor, torchvision weights enum member name or None)

@@ -38,17 +38,8 @@ from sfrs.retrieval.report import (
 )
 from sfrs.retrieval.rerank import farthest_squared_distances, knn_graph, rerank_candidates
 from sfrs.retrieval.split_descriptors import extract_split, stream_prefix
-from sfrs.retrieval.test_time import (
-    TEST_METHODS,
-    RerankSettings,
-    TestTime,
-    ViewEncoder,
-    majority_votes,
-    merge_majority_voting,
-    merge_nearest,
-    rerank_top,
-    search_views,
-)
+from sfrs.retrieval.test_time import TEST_METHODS, RerankSettings, TestTime, ViewEncoder
+from sfrs.retrieval.view_search import majority_votes, merge_majority_voting, merge_nearest, rerank_top, search_views
 from sfrs.retrieval.stream import Descriptors, HDF5Descriptors, extract_to_hdf5, search_hdf5
 from sfrs.retrieval.unlabelled import retrieve
 from sfrs.retrieval.visual import (

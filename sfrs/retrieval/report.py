@@ -25,7 +25,8 @@ from sfrs.retrieval.recall import (
     take_columns,
 )
 from sfrs.retrieval.stream import Descriptors, search_hdf5
-from sfrs.retrieval.test_time import TestTime, rerank_top, search_views
+from sfrs.retrieval.test_time import TestTime
+from sfrs.retrieval.view_search import rerank_top, search_views
 
 #: candidates searched per kept result under spatial NMS (Tokyo 24/7 has 12 views per
 #: panorama, so 20x leaves room for every view of max(N) places).

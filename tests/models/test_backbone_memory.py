@@ -9,6 +9,7 @@ import torch
 from sfrs.config import ModelConfig, to_dict
 from sfrs.models import backbones as backbones_module
 from sfrs.models import build_network, network_from_payload
+from sfrs.models.backbone_chain import frozen_prefix
 from sfrs.models.backbones import build_backbone
 from sfrs.models.heads import build_head
 
@@ -94,7 +95,7 @@ def test_frozen_prefix__ends_at_the_first_block_to_train(name, trainable, frozen
 
 
 def backbone_module_prefix(backbone):
-    return backbones_module._frozen_prefix(backbone.stages())
+    return frozen_prefix(backbone.stages())
 
 
 def test_frozen_prefix__stops_at_batch_norm_using_batch_statistics():

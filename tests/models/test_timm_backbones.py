@@ -19,7 +19,8 @@ from sfrs.config import ModelConfig
 from sfrs.errors import CheckpointError, ConfigError
 from sfrs.models import GeoNet, TimmBackbone, build_network, load_network, network_from_payload
 from sfrs.models import network as network_module
-from sfrs.models.backbones import _frozen_prefix, build_backbone
+from sfrs.models.backbone_chain import frozen_prefix
+from sfrs.models.backbones import build_backbone
 
 VIT = "vit_tiny_patch16_224"
 CNN = "resnet18"
@@ -379,7 +380,7 @@ def gradients(module):
 
 def assert_same_step(backbone, reference_forward, reference, images, expected_frozen):
     """The backbone's training forward and backward equal timm's own on a copy."""
-    assert _frozen_prefix(backbone.stages()) == expected_frozen
+    assert frozen_prefix(backbone.stages()) == expected_frozen
     generator = torch.Generator().manual_seed(2)
     got = backbone(images)
     want = reference_forward(reference, images)

@@ -9,19 +9,15 @@ from PIL import Image
 from sfrs.errors import ConfigError
 from sfrs.retrieval.extract import extract_descriptors
 from sfrs.retrieval.protocol import resolve_protocol
+from sfrs.retrieval.view_search import majority_votes, merge_majority_voting, merge_nearest, rerank_top, search_views
 from sfrs.retrieval.test_time import (
     CentralCrop,
     FiveSquareCrops,
     RerankSettings,
     TestTime,
     ViewEncoder,
-    majority_votes,
-    merge_majority_voting,
-    merge_nearest,
     parse_image_size,
     parse_resize,
-    rerank_top,
-    search_views,
     with_test_time,
 )
 from tests.training.test_rerank import clustered, dense_final
