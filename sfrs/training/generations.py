@@ -210,6 +210,7 @@ def finish_generation(run: TrainingRun, g: int, schedule: GenerationConfig, trai
     # the next generation starts from here: only the miner's memory carries over
     state.position = Position(generation=g + 1, global_step=state.history.steps_done())
     state.model, state.optimizer, state.scheduler, state.terms, state.chunk = network.checkpoint_payload(), None, None, None, None
+    state.scaler = None
     if distributed.is_main():
         save_state(run.paths.last, state)
     distributed.barrier()

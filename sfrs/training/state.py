@@ -76,6 +76,8 @@ class TrainingState:
     miner: Optional[Dict[str, np.ndarray]] = None
     terms: Optional[Dict[str, Any]] = None
     chunk: Optional[Dict[str, Any]] = None
+    #: the fp16 loss scaler's state (scale, growth tracker); None when none runs
+    scaler: Optional[Dict[str, Any]] = None
 
 
 def rng_state() -> Dict[str, Any]:

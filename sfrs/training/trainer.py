@@ -78,6 +78,8 @@ class Trainer:
         self.trained = _data_parallel(objective, run.device)
         self.precision = check_precision(run.config.train.precision, "train.precision")
         self.scaler = grad_scaler(run.device, self.precision)
+        if state.scaler:  # resumed inside the generation: the loss scale it had reached
+            self.scaler.load_state_dict(state.scaler)
 
     @property
     def network(self):
@@ -207,6 +209,7 @@ class Trainer:
         state.scheduler = self.scheduler.state_dict()
         state.miner = self.miner.state_dict()
         state.terms = self.objective.terms.state_dict()
+        state.scaler = self.scaler.state_dict() or None
         state.chunk = chunk.to_state() if chunk is not None else None
         if distributed.is_main():
             # the events up to this state on disk: a resumed run purges those after it only

@@ -185,3 +185,30 @@ def test_hard_only_twin__soft_term_weight_zero_trains_what_zero_soft_weights_tra
         assert left["val"] == right["val"] and left["test"] == right["test"]
     a, b = weights(tmp_path / "term" / "final.pt"), weights(tmp_path / "generation" / "final.pt")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+#: optimiser steps of the tiny schedule's generation 0 (16 queries, 4 tuples per step)
+GENERATION_0_STEPS = 4
+
+
+def test_resume__restores_the_loss_scale_of_a_scaled_run(tmp_path, monkeypatch):
+    # fp16 on CUDA scales the loss; here a CPU scaler that doubles its scale after every
+    # step stands in, so a resumed run that restarted the scale would end on another one
+    from sfrs.training import trainer as trainer_module
+    from sfrs.utils.checkpoint_file import load_checkpoint_file
+
+    monkeypatch.setattr(trainer_module, "grad_scaler",
+                        lambda device, precision: torch.amp.GradScaler("cpu", init_scale=2.0, growth_interval=1))
+    config = tiny_config()
+
+    def scale_after_generation_1(folder):
+        epoch = sorted((folder / "checkpoints").glob("gen1_ep*.pt"))[-1]
+        return load_checkpoint_file(epoch, False, what="training state", hint="")["scaler"]["scale"]
+
+    run(config, tmp_path / "whole")
+    with pytest.raises(Interrupted):
+        run(config, tmp_path / "resumed", stop_after=GENERATION_0_STEPS + 3)  # inside generation 1
+    run(config, tmp_path / "resumed")
+    expected = scale_after_generation_1(tmp_path / "whole")
+    assert expected > 2.0 ** 2  # it grew during generation 1
+    assert scale_after_generation_1(tmp_path / "resumed") == expected
