@@ -175,3 +175,29 @@ def version_option(command_name: str) -> Callable:
 
     return click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=show,
                         help="Show the version and exit.")
+
+
+def training_config_options(command):
+    """The flags that make a training run's configuration (:func:`sfrs.config.load_training_config`),
+    shared by ``sfrs-train`` and ``sfrs-sweep`` (where they apply to every run)."""
+    from sfrs.data import dataset_spec_help
+
+    options = [
+        click.option("--config", "config_path", type=click.Path(dir_okay=False),
+                     help="YAML config (default: the synthetic-city demo)."),
+        click.option("--dataset", help=dataset_spec_help()),
+        click.option("--images-root", type=click.Path(file_okay=False), help="Image root for a .mat dataset."),
+        click.option("--generations", type=int,
+                     help="Number of generations (the schedule is cut or its last entry repeated)."),
+        click.option("--epochs", type=int, help="Epochs of every generation."),
+        click.option("--init-from", type=click.Path(dir_okay=False),
+                     help="Start every student from this model's weights (e.g. a self-supervised pre-training)."),
+        click.option("--set", "overrides", multiple=True,
+                     help="Override a config key: --set optim.lr=0.01 (repeatable)."),
+        click.option("--precision", help="Arithmetic of the training steps: fp32, bf16 or fp16 (autocast; fp16 on "
+                                         "CUDA scales the loss). Default: the config's train.precision (fp32)."),
+        click.option("--deterministic", is_flag=True, help="Deterministic algorithms (bit-exact resume on CPU)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command

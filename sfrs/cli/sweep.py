@@ -32,8 +32,14 @@ from typing import Optional, Sequence
 
 import click
 
-from sfrs.cli.common import DEBUG_OPTION, TRUST_CHECKPOINT_OPTION, report_errors, resolve_device, version_option
-from sfrs.data import dataset_spec_help
+from sfrs.cli.common import (
+    DEBUG_OPTION,
+    TRUST_CHECKPOINT_OPTION,
+    report_errors,
+    resolve_device,
+    training_config_options,
+    version_option,
+)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -50,15 +56,7 @@ from sfrs.data import dataset_spec_help
 @click.option("--transfer", "transfer_root", type=click.Path(file_okay=False, exists=True),
               help="Datasets root: evaluate every run's best.pt on each data set found there (as sfrs-eval-all) "
                    "and add per-data-set Recall@N to the summary.")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config of every run.")
-@click.option("--dataset", help=dataset_spec_help())
-@click.option("--images-root", type=click.Path(file_okay=False), help="Image root for a .mat dataset.")
-@click.option("--generations", type=int, help="Number of generations of every run.")
-@click.option("--epochs", type=int, help="Epochs of every generation.")
-@click.option("--init-from", type=click.Path(dir_okay=False), help="Start every student from this model's weights.")
-@click.option("--set", "overrides", multiple=True, help="Override a config key of every run (repeatable).")
-@click.option("--precision", help="Arithmetic of the training steps: fp32, bf16 or fp16.")
-@click.option("--deterministic", is_flag=True, help="Deterministic algorithms.")
+@training_config_options
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @TRUST_CHECKPOINT_OPTION

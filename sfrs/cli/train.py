@@ -8,29 +8,25 @@ from typing import Optional, Sequence
 import click
 
 from sfrs import distributed
-from sfrs.cli.common import DEBUG_OPTION, TRUST_CHECKPOINT_OPTION, report_errors, resolve_device, version_option
-from sfrs.config import Config, load_config
-from sfrs.data import dataset_spec_help
+from sfrs.cli.common import (
+    DEBUG_OPTION,
+    TRUST_CHECKPOINT_OPTION,
+    report_errors,
+    resolve_device,
+    training_config_options,
+    version_option,
+)
+from sfrs.config import Config, load_training_config
 from sfrs.utils.precision import check_precision
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config (default: the synthetic-city demo).")
-@click.option("--dataset", help=dataset_spec_help())
-@click.option("--images-root", type=click.Path(file_okay=False), help="Image root for a .mat dataset.")
+@training_config_options
 @click.option("--output", type=click.Path(file_okay=False), help="Run folder (default runs/<timestamp>).")
-@click.option("--generations", type=int, help="Number of generations (the schedule is cut or its last entry repeated).")
-@click.option("--epochs", type=int, help="Epochs of every generation.")
 @click.option("--seed", type=int, help="Random seed.")
-@click.option("--init-from", type=click.Path(dir_okay=False),
-              help="Start every student from this model's weights (e.g. a self-supervised pre-training).")
 @click.option("--resume", is_flag=True, help="Continue the run in --output (default: the latest run in runs/).")
-@click.option("--set", "overrides", multiple=True, help="Override a config key: --set optim.lr=0.01 (repeatable).")
 @click.option("--dry-run", is_flag=True, help="Validate data and config, print the plan, do not train.")
-@click.option("--deterministic", is_flag=True, help="Deterministic algorithms (bit-exact resume on CPU).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
-@click.option("--precision", help="Arithmetic of the training steps: fp32, bf16 or fp16 (autocast; fp16 on CUDA "
-                                  "scales the loss). Default: the config's train.precision (fp32).")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 @TRUST_CHECKPOINT_OPTION
 @DEBUG_OPTION
@@ -50,10 +46,9 @@ def main(
     from sfrs.training.plan import plan_lines
     from sfrs.training.report import generation_table
 
-    config: Config = load_config(
-        config_path, overrides, generations=generations, epochs=epochs,
-        direct={"data.dataset": dataset, "data.images_root": images_root, "seed": seed, "train.init_from": init_from,
-                "train.precision": precision},
+    config: Config = load_training_config(
+        config_path, overrides, generations=generations, epochs=epochs, dataset=dataset, images_root=images_root,
+        seed=seed, init_from=init_from, precision=precision,
     )
     check_precision(config.train.precision, "train.precision" if precision is None else "--precision")
     check_precision(config.eval.precision, "eval.precision")

@@ -39,7 +39,7 @@ from sfrs.config.validate import validate_config, with_schedule
 __all__ = [
     "AugmentConfig", "Config", "DataConfig", "EvalConfig", "GenerationConfig", "LossConfig",
     "MiningConfig", "ModelConfig", "OptimConfig", "TrainConfig",
-    "build_config", "dump_yaml", "from_dict", "load_config", "load_yaml", "merge", "parse_override",
+    "build_config", "dump_yaml", "from_dict", "load_config", "load_training_config", "load_yaml", "merge", "parse_override",
     "save_yaml", "to_dict", "validate_config", "with_schedule",
 ]
 
@@ -61,3 +61,25 @@ def load_config(
     config = with_schedule(build_config(Config, path, overrides, direct=direct), generations=generations, epochs=epochs)
     validate_config(config)
     return config
+
+
+def load_training_config(
+    path: Optional[Union[str, Path]] = None,
+    overrides: Sequence[str] = (),
+    *,
+    generations: Optional[int] = None,
+    epochs: Optional[int] = None,
+    dataset: Optional[str] = None,
+    images_root: Optional[str] = None,
+    seed: Optional[int] = None,
+    init_from: Optional[str] = None,
+    precision: Optional[str] = None,
+) -> Config:
+    """The configuration of ``sfrs-train``'s flags (``--dataset``, ``--seed`` ... given or
+    None), the one way a training run's configuration is made from a command line
+    (``sfrs-train`` and every run of ``sfrs-sweep``)."""
+    return load_config(
+        path, overrides, generations=generations, epochs=epochs,
+        direct={"data.dataset": dataset, "data.images_root": images_root, "seed": seed,
+                "train.init_from": init_from, "train.precision": precision},
+    )

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
-from sfrs.config import Config, load_config
+from sfrs.config import Config, load_training_config
 from sfrs.errors import ConfigError, DataError
 from sfrs.sweep.grid import Configuration, GridAxis, configurations
 from sfrs.utils.io import atomic_write_json
@@ -61,11 +61,10 @@ class TrainOptions:
         """The validated configuration ``sfrs-train`` builds from these options plus
         ``--set`` ``extra_overrides`` and ``--seed seed``, its plugins imported and its loss
         terms checked (as ``sfrs-train`` checks them before opening data)."""
-        config = load_config(
+        config = load_training_config(
             self.config_path, list(self.overrides) + list(extra_overrides), generations=self.generations,
-            epochs=self.epochs,
-            direct={"data.dataset": self.dataset, "data.images_root": self.images_root, "seed": seed,
-                    "train.init_from": self.init_from, "train.precision": self.precision},
+            epochs=self.epochs, dataset=self.dataset, images_root=self.images_root, seed=seed,
+            init_from=self.init_from, precision=self.precision,
         )
         check_loss_terms(config)
         return config
