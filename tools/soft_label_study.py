@@ -25,7 +25,6 @@ generation and every generation as trained.
 from __future__ import annotations
 
 import json
-import statistics
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -34,6 +33,7 @@ import click
 import numpy as np
 
 from sfrs.config import load_config
+from sfrs.reports import statistic
 from sfrs.sweep import finished
 from sfrs.training import train
 from sfrs.utils.io import atomic_write_json, write_marked_block
@@ -77,12 +77,6 @@ def run_all(root: Path, occlusions: Sequence[float], arms: Sequence[str], seeds:
                 config = load_config(overrides=[f"data.dataset={dataset(occlusion)}", f"seed={seed}",
                                                 *overrides, *extra], generations=generations, epochs=epochs)
                 train(config, output, progress=progress, log=lambda line: None)
-
-
-def mean_std(values: Sequence[float]) -> Dict[str, float]:
-    values = list(values)
-    return {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else None,
-            "n": len(values)}
 
 
 def fmt(cell: Dict[str, float], signed: bool = False) -> str:
@@ -145,24 +139,24 @@ def summarise(results: Dict[float, Dict[str, List[Dict]]], root: Path) -> Dict:
         for g in range(generations):
             row: Dict = {"generation": g, "arms": {}}
             for arm, runs in arms.items():
-                cell: Dict = {f"{split}_R@{n}": mean_std(r["generations"][g][split][n] for r in runs)
+                cell: Dict = {f"{split}_R@{n}": statistic(r["generations"][g][split][n] for r in runs)
                               for split in SPLITS for n in NS}
                 for split in SPLITS:
-                    cell[f"diff_{split}_R@1"] = mean_std(
+                    cell[f"diff_{split}_R@1"] = statistic(
                         a["generations"][g][split]["1"] - b["generations"][g][split]["1"]
                         for a, b in zip(runs, arms["hard_only"]))
                 stats = [r["generations"][g].get("stats", {}) for r in runs]
                 for key in ("soft/teacher_entropy", "soft/uniform_entropy", "soft/teacher_spread", "soft/agreement"):
                     if stats and all(key in st for st in stats):
-                        cell[key] = mean_std(st[key] for st in stats)
+                        cell[key] = statistic(st[key] for st in stats)
                 if g >= 1 and arm != "hard_only":
                     offline = [label_entropy_by_temperature(run_folder(root, occlusion, arm, seed), g, 5)
                                for seed in range(seeds)]
-                    cell["offline"] = {key: mean_std(o[key] for o in offline) for key in offline[0]}
+                    cell["offline"] = {key: statistic(o[key] for o in offline) for key in offline[0]}
                 row["arms"][arm] = cell
             rows.append(row)
         summary[f"{occlusion:g}"] = {"seeds": seeds, "dataset": dataset(occlusion), "generations": rows,
-                                     "minutes": {arm: mean_std(r["seconds"] / 60 for r in runs)
+                                     "minutes": {arm: statistic(r["seconds"] / 60 for r in runs)
                                                  for arm, runs in arms.items()}}
     return summary
 
