@@ -135,13 +135,14 @@ class GeoNet(nn.Module):
     def std(self) -> Tuple[float, float, float]:
         return tuple(self.config.std or self.backbone.default_std)  # type: ignore[return-value]
 
-    def transform(self, shorter_side: Optional[int] = None):
+    def transform(self, shorter_side: Optional[int] = None, input_size: Optional[Tuple[int, int]] = None):
         """The evaluation transform this model expects (PIL image -> normalised tensor):
-        resized to ``input_size``, or to a shorter side of ``shorter_side`` pixels keeping
-        the aspect ratio (queries of some benchmarks)."""
+        resized to ``input_size`` (default the model's), or to a shorter side of
+        ``shorter_side`` pixels keeping the aspect ratio (queries of some benchmarks; then
+        centre-cropped to whole patches for a ViT, :attr:`input_multiple`)."""
         from sfrs.data import build_transform
 
-        return build_transform(self.input_size, self.mean, self.std, shorter_side=shorter_side,
+        return build_transform(input_size or self.input_size, self.mean, self.std, shorter_side=shorter_side,
                                multiple=self.input_multiple if shorter_side is not None else 1)
 
     @property

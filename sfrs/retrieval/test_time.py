@@ -143,25 +143,17 @@ class TestTime:
 
     def database_transform(self, model: Any) -> Any:
         """PIL image -> (3, H, W): database images (and ``single`` queries without a query resize)."""
-        from sfrs.data import build_transform
-
-        if self.image_size is None and self.shorter_side is None:
-            return model.transform()
-        return build_transform(self.image_size or model.input_size, model.mean, model.std,
-                               shorter_side=self.shorter_side, multiple=_multiple(model, self.shorter_side))
+        return model.transform(shorter_side=self.shorter_side, input_size=self.image_size)
 
     def query_transform(self, model: Any, query_resize: Optional[int]) -> Any:
         """PIL image -> (3, H, W), or (5, 3, s, s) for the five-crop methods.
 
         ``query_resize``: the protocol's shorter side for queries (None = like the
         database); it applies to ``single`` only (see :func:`resolve_query_resize`)."""
-        from sfrs.data import build_transform
-
         if self.method == "single":
             if query_resize is None:
                 return self.database_transform(model)
-            return build_transform(model.input_size, model.mean, model.std, shorter_side=query_resize,
-                                   multiple=_multiple(model, query_resize))
+            return model.transform(shorter_side=query_resize)
         height, width = self.crop_size(model)
         if self.method == "central_crop":
             return CentralCrop((height, width), model.mean, model.std)
@@ -344,9 +336,3 @@ def with_test_time(protocol: Any, test_time: TestTime) -> Any:
     note = (f"query resize {protocol.query_resize} of the {protocol.source('query_resize')} replaced by "
             f"test method {test_time.method}")
     return dataclasses.replace(protocol, query_resize=None, sources=tuple(sources), notes=protocol.notes + (note,))
-
-
-def _multiple(model: Any, shorter_side: Optional[int]) -> int:
-    """Images resized by a shorter side are cropped to the model's input multiple (a ViT's
-    patch size); fixed sizes were checked when the model was built."""
-    return int(getattr(model, "input_multiple", 1)) if shorter_side is not None else 1
