@@ -6,7 +6,7 @@ Import report names from here (``from sfrs.reports import EvalAllOptions, run_al
 """
 from sfrs.reports.plots import plot_published_comparison, plot_recall_curves
 from sfrs.reports.published import PUBLISHED_R1, PUBLISHED_SOURCE, published_source
-from sfrs.reports.run_entries import ReportEntry, build_entries, config_differences, statistic
+from sfrs.reports.run_entries import ReportEntry, build_entries, config_differences, format_statistic, statistic
 from sfrs.reports.run_report import ReportOptions, write_run_report
 from sfrs.reports.run_sources import RunFolder, SweepFolder, flatten_config, read_source, read_sources
 from sfrs.reports.selection import Selection, select_datasets
@@ -43,4 +43,5 @@ __all__ = [
     "ReportEntry",
     "config_differences",
     "statistic",
+    "format_statistic",
 ]

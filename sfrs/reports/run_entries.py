@@ -38,6 +38,16 @@ def statistic(values: Sequence[float]) -> Stat:
     return {"mean": float(np.mean(values)), "std": std, "values": values}
 
 
+def format_statistic(stat: Optional[Stat], digits: int = 1, one_value: str = "mean") -> str:
+    """``"71.5 ± 2.1"``; for one value (no std) ``"71.5"`` (``one_value="mean"``) or
+    ``"71.5 ± n/a"`` (``"n/a"``); ``"-"`` for none."""
+    if not stat or stat.get("mean") is None:
+        return "-"
+    if stat.get("std") is None:
+        return f"{stat['mean']:.{digits}f}" + (" ± n/a" if one_value == "n/a" else "")
+    return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
+
+
 def _recall_block(recalls: Sequence[Optional[Dict[str, float]]]) -> Dict[str, Stat]:
     """{N: statistic over the runs that have a recall dict} for every N any of them has."""
     present = [r for r in recalls if r]

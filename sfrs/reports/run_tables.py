@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence
 
-from sfrs.reports.run_entries import MISSING, REPORT_NS, SPLITS, ReportEntry, Stat
+from sfrs.reports.run_entries import MISSING, REPORT_NS, SPLITS, ReportEntry, Stat, format_statistic
 
 
 DIFFERENCES_TITLE = "Configuration differences"
@@ -28,11 +28,7 @@ class Table:
 
 def stat_cell(stat: Optional[Stat]) -> str:
     """``71.5 ± 2.1``, ``71.5`` (one value) or ``-``."""
-    if not stat or stat.get("mean") is None:
-        return "-"
-    if stat.get("std") is None:
-        return f"{stat['mean']:.1f}"
-    return f"{stat['mean']:.1f} ± {stat['std']:.1f}"
+    return format_statistic(stat)
 
 
 def value_cell(value: Any) -> str:

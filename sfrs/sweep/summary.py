@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from sfrs.reports import statistic
+from sfrs.reports import format_statistic, statistic
 from sfrs.sweep.grid import format_value
 from sfrs.sweep.spec import PlannedRun
 
@@ -102,10 +102,7 @@ def build_summary(output: Path, runs: Sequence[PlannedRun], *, varied: Sequence[
 
 def format_stat(stat: Stat, digits: int = 1) -> str:
     """``"32.5 ± 1.2"``, ``"32.5 ± n/a"`` (one seed) or ``"-"`` (none)."""
-    if stat.get("mean") is None:
-        return "-"
-    std = "n/a" if stat.get("std") is None else f"{stat['std']:.{digits}f}"
-    return f"{stat['mean']:.{digits}f} ± {std}"
+    return format_statistic(stat, digits, one_value="n/a")
 
 
 def _columns(summary: Dict[str, Any]) -> List[tuple]:
